@@ -1,0 +1,142 @@
+"""Command line: `python -m bench list | run` (also installed as `gan-bench`).
+
+Names become objects only here (and in the suite and sweep runners). Bad input exits with code 2
+and one line on stderr naming the bad value and what is allowed, before anything is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from tabulate import tabulate
+
+from bench.errors import ConfigError
+
+# CLI flag -> TrainConfig field (only flags the user gives override the method's recipe)
+TRAIN_FLAGS = {
+    "steps": int, "batch_size": int, "n_critic": int, "loss": str, "optimizer": str,
+    "lr_g": float, "lr_d": float, "beta1": float, "beta2": float, "eval_every": int,
+    "eval_samples": int, "log_every": int,
+}
+MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub.add_parser("list", help="methods with their parameters, and datasets")
+    r = sub.add_parser("run", help="train and evaluate one run; prints one JSON line")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--method", action="append", default=[], help="repeatable; default none")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="method parameter; METHOD.KEY=VALUE when several methods are given")
+    r.add_argument("--targets", help="roles the methods act on, e.g. generator,discriminator")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
+        r.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
+    r.add_argument("--lr", type=float, help="both learning rates")
+    r.add_argument("--amp", action="store_true", help="mixed precision")
+    r.add_argument("--no-stats", action="store_true", help="skip gradient statistics")
+    r.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_sets(methods: list[str], sets: list[str], targets: str | None):
+    """[(method, {param: text})] from --method and --set flags."""
+    methods = methods or ["none"]
+    params: dict[str, dict[str, str]] = {m: {} for m in methods}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is malformed; use KEY=VALUE")
+        owner, dot, name = key.rpartition(".")
+        if not dot:
+            if len(methods) > 1:
+                raise ConfigError(f"--set {item!r} is ambiguous; use METHOD.{key}=VALUE")
+            owner = methods[0]
+        if owner not in params:
+            raise ConfigError(f"--set {item!r} names method {owner!r}, not one of: {methods}")
+        params[owner][name] = value
+    if targets is not None:
+        for p in params.values():
+            p.setdefault("targets", targets)
+    return list(params.items())
+
+
+def cmd_list() -> None:
+    from bench.datasets import dataset_registry
+    from bench.methods import method_registry
+    from bench.methods.base import describe
+
+    rows = []
+    for name in method_registry.names():
+        cls = method_registry.get(name)
+        for i, (pname, default, allowed, _help) in enumerate(describe(cls)):
+            default = ",".join(default) if isinstance(default, tuple) else default
+            rows.append([name if i == 0 else "", cls.family if i == 0 else "", pname, default, allowed])
+    print(tabulate(rows, ["method", "family", "parameter", "default", "allowed"]))
+    print()
+    drows = [[n, dataset_registry.get(n).description] for n in dataset_registry.names()]
+    print(tabulate(drows, ["dataset", "description"]))
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.run import execute, resolve
+
+    train = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.lr is not None:
+        train = {"lr_g": args.lr, "lr_d": args.lr} | train
+    if args.amp:
+        train["amp"] = True
+    if args.no_stats:
+        train["stats"] = False
+    model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    methods = parse_sets(args.method, args.set, args.targets)
+    cfg = resolve(args.dataset, methods, train, model, args.seed, args.device)
+    result = execute(cfg, progress=not args.no_progress)
+    return {
+        "status": result.status,
+        "steps": result.steps,
+        "diverged_step": result.diverged_step,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "metrics": {k.removeprefix("eval/"): v for k, v in result.metrics.items()},
+        "config": cfg.to_dict(),
+    }
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and inf become null so the line is valid JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list()
+        elif args.command == "run":
+            print(json.dumps(_finite(cmd_run(args))), flush=True)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

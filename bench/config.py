@@ -1,0 +1,129 @@
+"""Frozen run configuration: training recipe, model spec, methods; flatten / from_flat for MLflow.
+
+Config flows one way: CLI -> these dataclasses -> explicit constructor arguments. Every config
+validates itself on construction, so bad input fails before anything is built or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from bench.errors import ConfigError
+from bench.params import ROLES, param, to_text, validate
+
+LOSSES = ("ns", "wasserstein", "hinge")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe. Defaults are the seed article's: NS-BCE, Adam 2e-4, betas (0.5, 0.999)."""
+
+    steps: int = param(3000, low=1, help="generator updates")
+    batch_size: int = param(256, low=1)
+    n_critic: int = param(1, low=1, help="discriminator updates per generator update")
+    loss: str = param("ns", choices=LOSSES)
+    optimizer: str = param("adam", choices=OPTIMIZERS)
+    lr_g: float = param(2e-4, low=0.0, low_open=True)
+    lr_d: float = param(2e-4, low=0.0, low_open=True)
+    beta1: float = param(0.5, low=0.0, high=1.0, help="Adam beta1 / SGD momentum")
+    beta2: float = param(0.999, low=0.0, high=1.0)
+    amp: bool = param(False, help="mixed precision (bf16 autocast on CPU, fp16 on CUDA)")
+    eval_every: int = param(500, low=1)
+    eval_samples: int = param(2500, low=10)
+    log_every: int = param(100, low=1, help="statistics are read from the device this often")
+    layer_stats_every: int = param(500, low=1, help="per-layer gradient statistics interval")
+    stats: bool = param(True, help="collect gradient statistics")
+    recipe: str = param("shared", help="name of the recipe these values come from")
+
+    def __post_init__(self) -> None:
+        validate(self, "train")
+        if self.optimizer == "sgd" and self.beta1 == 0:
+            raise ConfigError("train: beta1=0 is not allowed with sgd; Nesterov needs momentum > 0")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What G and D look like. Build-time switches (layer norm, spectral norm) name the roles."""
+
+    kind: str = param("mlp", choices=("mlp",))
+    data_dim: int = param(2, low=1)
+    z_dim: int = param(2, low=1)
+    hidden: int = param(128, low=1)
+    depth_g: int = param(3, low=1, help="hidden layers of G")
+    depth_d: int = param(3, low=1, help="hidden layers of D")
+    layer_norm: tuple[str, ...] = param((), choices=ROLES)
+    spectral_norm: tuple[str, ...] = param((), choices=ROLES)
+    sn_power_iterations: int = param(1, low=1)
+
+    def __post_init__(self) -> None:
+        validate(self, "model")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method by registered name with its validated config."""
+
+    name: str
+    config: Any
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; the resolved values are logged with every result."""
+
+    dataset: str
+    methods: tuple[MethodSpec, ...]
+    train: TrainConfig
+    model: ModelSpec
+    seed: int = 0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (for the JSON summary and config.json)."""
+        return {
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "device": self.device,
+            "methods": {m.name: dataclasses.asdict(m.config) for m in self.methods},
+            "train": dataclasses.asdict(self.train),
+            "model": dataclasses.asdict(self.model),
+        }
+
+
+def flatten(cfg: RunConfig) -> dict[str, str]:
+    """Flat {key: text} params, e.g. `train.lr_g`, `method.norm_clip.max_norm` (MLflow params)."""
+    flat = {"dataset": cfg.dataset, "seed": str(cfg.seed), "device": cfg.device}
+    flat["methods"] = ",".join(m.name for m in cfg.methods)
+    for prefix, obj in (("train", cfg.train), ("model", cfg.model)):
+        flat |= {f"{prefix}.{k}": to_text(v) for k, v in dataclasses.asdict(obj).items()}
+    for m in cfg.methods:
+        items = dataclasses.asdict(m.config).items()
+        flat |= {f"method.{m.name}.{k}": to_text(v) for k, v in items}
+    return flat
+
+
+def from_flat(flat: dict[str, str]) -> RunConfig:
+    """Inverse of `flatten`."""
+    from bench.methods import method_registry
+    from bench.params import from_texts
+
+    def section(prefix: str) -> dict[str, str]:
+        n = len(prefix) + 1
+        return {k[n:]: v for k, v in flat.items() if k.startswith(prefix + ".")}
+
+    names = [n for n in flat.get("methods", "").split(",") if n]
+    methods = tuple(
+        MethodSpec(n, from_texts(method_registry.get(n).config_cls, section(f"method.{n}"), n))
+        for n in names
+    )
+    return RunConfig(
+        dataset=flat["dataset"],
+        methods=methods,
+        train=from_texts(TrainConfig, section("train"), "train"),
+        model=from_texts(ModelSpec, section("model"), "model"),
+        seed=int(flat["seed"]),
+        device=flat["device"],
+    )

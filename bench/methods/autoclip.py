@@ -1,0 +1,84 @@
+"""AutoClip: clip to a percentile of the history of gradient norms.
+
+Seetharaman, Wichern, Pardo and Le Roux 2020, "AutoClip: Adaptive Gradient Clipping for Source
+Separation Networks" (arXiv 2007.14469), Algorithm 1: append the current pre-clip global norm to
+the history, take its p-th percentile (linear interpolation, as `np.percentile`) as the
+threshold, then norm-clip to it. The paper's p = 10 (most steps clip). `window` > 0 keeps only
+the last `window` norms (the paper keeps all: window 0). The history is a tensor on the device
+(a ring buffer when windowed, doubling capacity otherwise), never a Python list. G and D keep
+separate histories.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
+from bench.params import Search, param
+
+
+@dataclass(frozen=True)
+class AutoClipConfig(MethodConfig):
+    percentile: float = param(
+        10.0, low=0.0, high=100.0, low_open=True, search=Search(1.0, 99.0, log=False)
+    )
+    window: int = param(0, low=0, help="history length; 0 keeps every step (the paper)")
+
+
+class NormHistory:
+    """Norm history on the device: ring buffer of `window`, or unbounded with doubling storage."""
+
+    def __init__(self, window: int):
+        self.window = window
+        self.count = 0  # host-side counter: incrementing it never syncs
+        self.buf: torch.Tensor | None = None
+
+    def push(self, norm: torch.Tensor) -> torch.Tensor:
+        """Append `norm`; return the history including it."""
+        norm = norm.detach().float()
+        if self.buf is None:
+            self.buf = torch.empty(self.window or 1024, device=norm.device)
+        if self.window == 0 and self.count == self.buf.numel():
+            self.buf = torch.cat([self.buf, torch.empty_like(self.buf)])
+        cap = self.buf.numel()
+        self.buf[self.count % cap] = norm
+        self.count += 1
+        return self.buf[: min(self.count, cap)]
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "buf": self.buf}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count, self.buf = state["count"], state["buf"]
+
+
+@register_method
+class AutoClip(Method):
+    config_cls = AutoClipConfig
+    family = "adaptive clipping"
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.history = {}
+
+    def after_backward(self, role, model):
+        grads = grads_of(params_of(model))
+        if role not in self.history:
+            self.history[role] = NormHistory(self.config.window)
+        norm = total_norm(grads)
+        hist = self.history[role].push(norm)
+        threshold = torch.quantile(hist, self.config.percentile / 100.0)
+        scale_to_norm_(grads, norm, threshold)
+        if not self.collect_stats:
+            return {}
+        return {"threshold": threshold, "clipped": (norm > threshold).float()}
+
+    def state_dict(self):
+        return {role: h.state_dict() for role, h in self.history.items()}
+
+    def load_state_dict(self, state):
+        self.history = {}
+        for role, s in state.items():
+            self.history[role] = NormHistory(self.config.window)
+            self.history[role].load_state_dict(s)

@@ -1,0 +1,135 @@
+"""The method contract: a hook object with no-op defaults, paired with a frozen config.
+
+Call order inside the trainer, per role and per update (see bench/trainer.py):
+
+    configure_models(spec)            once, before G and D are built
+    recipe(train)                     once, before training
+    loop:
+        terms = loss(role, terms, ctx)    before backward (penalties add named terms)
+        backward(sum(terms)); scaler.unscale_(opt)
+        after_backward(role, model)       true gradients, before the step (gradient clipping)
+        opt.step(); scaler.update()
+        after_step(role, model)           after the step (weight clipping)
+
+Hooks run only for the roles in `config.targets` (the trainer filters). They return a dict of
+0-dim tensors (clip rate, threshold, ...) that the trainer namespaces as `<method>/<role>/<key>`
+and accumulates on the device. Methods never import the tracker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.params import ROLES, param, validate
+from bench.registry import Registry
+
+method_registry = Registry("method")
+
+FAMILIES = (
+    "baseline",
+    "gradient clipping",
+    "adaptive clipping",
+    "weight clipping",
+    "normalization",
+    "penalty",
+)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method config: `targets` names the roles the method acts on."""
+
+    method_name: ClassVar[str] = "method"
+    targets: tuple[str, ...] = param(ROLES, choices=ROLES, help="roles the method acts on")
+
+    def __post_init__(self) -> None:
+        validate(self, self.method_name)
+        if not self.targets:
+            raise ConfigError(f"{self.method_name}: targets is empty; allowed: {', '.join(ROLES)}")
+
+
+@dataclass
+class LossContext:
+    """What a loss hook may use. `fake` is detached for D updates; `noise` is the run's RNG."""
+
+    real: torch.Tensor
+    fake: torch.Tensor
+    discriminator: nn.Module
+    noise: torch.Generator
+
+
+class Method:
+    """A stabilization method. Subclasses set `config_cls` and `family`, override hooks."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    family: ClassVar[str] = "baseline"
+
+    def __init__(self, config: MethodConfig | None = None):
+        self.config = config if config is not None else self.config_cls()
+        # The trainer switches this off for the "statistics off" speed comparison.
+        self.collect_stats = True
+
+    def configure_models(self, spec: Any) -> Any:
+        return spec
+
+    def recipe(self, train: Any) -> Any:
+        return train
+
+    def loss(self, role: str, terms: dict[str, torch.Tensor], ctx: LossContext):
+        return terms
+
+    def after_backward(self, role: str, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {}
+
+    def after_step(self, role: str, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Register a method under its module's file name and name its config after it."""
+    method_registry.register()(cls)
+    if cls.family not in FAMILIES:
+        raise ValueError(f"{cls.name}: family {cls.family!r} not in {FAMILIES}")
+    cls.config_cls.method_name = cls.name
+    return cls
+
+
+def create_method(name: str, **params: Any) -> Method:
+    cls = method_registry.get(name)
+    return cls(cls.config_cls(**params))
+
+
+def describe(cls: type[Method]) -> list[tuple[str, Any, str, str]]:
+    """(name, default, allowed, help) for each parameter; used by `list`."""
+    from bench.params import allowed_text
+
+    return [
+        (f.name, f.default, allowed_text(f), f.metadata.get("help", ""))
+        for f in dataclasses.fields(cls.config_cls)
+    ]
+
+
+def search_space(cls: type[Method]) -> dict[str, Any]:
+    """{param: Search} for the parameters the method declares searchable."""
+    return {
+        f.name: f.metadata["search"]
+        for f in dataclasses.fields(cls.config_cls)
+        if f.metadata.get("search") is not None
+    }
+
+
+def params_of(model: nn.Module) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]

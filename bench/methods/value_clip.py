@@ -1,0 +1,37 @@
+"""Elementwise gradient value clipping, g <- clamp(g, -c, c).
+
+The folk remedy of the seed article (c = 0.01 with Adam 2e-4, betas (0.5, 0.999)); the same
+operation as `torch.nn.utils.clip_grad_value_`. Unlike norm clipping it changes the gradient's
+direction. Logs the fraction of elements that were clamped.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.metrics.gradients import grads_of
+from bench.params import Search, param
+
+
+@dataclass(frozen=True)
+class ValueClipConfig(MethodConfig):
+    clip_value: float = param(
+        0.01, low=0.0, low_open=True, search=Search(1e-4, 10.0), help="c in clamp(g, -c, c)"
+    )
+
+
+@register_method
+class ValueClip(Method):
+    config_cls = ValueClipConfig
+    family = "gradient clipping"
+
+    def after_backward(self, role, model):
+        c = self.config.clip_value
+        grads = grads_of(params_of(model))
+        stats = {}
+        if self.collect_stats and grads:
+            clamped = sum((g.abs() > c).sum() for g in grads)
+            stats["frac_clipped"] = clamped / sum(g.numel() for g in grads)
+        torch.nn.utils.clip_grad_value_(params_of(model), c, foreach=True)
+        return stats

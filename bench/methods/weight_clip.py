@@ -1,0 +1,42 @@
+"""WGAN weight clipping: after each critic step, clamp every critic parameter to [-c, c].
+
+Arjovsky, Chintala and Bottou 2017, "Wasserstein GAN" (arXiv 1701.07875), Algorithm 1:
+c = 0.01, RMSprop lr 5e-5, n_critic 5, Wasserstein loss. That recipe is applied by default and
+recorded as `train.recipe = wgan`; `use_recipe=false` runs it on the shared recipe instead.
+"""
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.params import ROLES, Search, param
+
+
+@dataclass(frozen=True)
+class WeightClipConfig(MethodConfig):
+    targets: tuple[str, ...] = param(("discriminator",), choices=ROLES)
+    clip_value: float = param(0.01, low=0.0, low_open=True, search=Search(1e-3, 1e-1))
+    use_recipe: bool = param(True, help="WGAN loss, RMSprop 5e-5, n_critic 5")
+
+
+@register_method
+class WeightClip(Method):
+    config_cls = WeightClipConfig
+    family = "weight clipping"
+
+    def recipe(self, train):
+        if not self.config.use_recipe:
+            return train
+        return replace(
+            train, loss="wasserstein", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5,
+            recipe="wgan",
+        )
+
+    @torch.no_grad()
+    def after_step(self, role, model):
+        c = self.config.clip_value
+        params = params_of(model)
+        torch._foreach_clamp_min_(params, -c)
+        torch._foreach_clamp_max_(params, c)
+        return {}

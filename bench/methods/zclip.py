@@ -1,0 +1,106 @@
+"""ZClip: z-score anomaly detection on the gradient norm with adaptive scaling.
+
+Kumar et al. 2025, "ZClip: Adaptive Spike Mitigation for LLM Pre-Training" (arXiv 2504.02507),
+section 3. An EMA of the mean and variance of the global norm (alpha 0.97) starts after a warm-up
+of 25 steps (their plain mean and variance). Then with z = (g - mu) / (sigma + eps), when
+z > z_thr the norm is clipped to mu + z_thr^2 sigma / z ("adaptive scaling"), and the EMA is
+updated with the clipped norm (mean first, variance with the new mean, as the reference code).
+
+The reference code also norm-clips everything to `max_grad_norm` = 1.0 first, silently; pure
+ZClip has no cap, so here the cap is an explicit option (`max_norm`, 0 = off). G and D keep
+separate statistics. All state lives on the device.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
+from bench.params import Search, param
+
+
+@dataclass(frozen=True)
+class ZClipConfig(MethodConfig):
+    z_thresh: float = param(2.5, low=0.0, low_open=True, search=Search(1.0, 5.0))
+    alpha: float = param(0.97, low=0.0, high=1.0, low_open=True, help="EMA decay")
+    warmup: int = param(25, low=1, help="steps of plain statistics before clipping")
+    eps: float = param(1e-6, low=0.0, low_open=True)
+    max_norm: float = param(0.0, low=0.0, help="fixed cap applied first; 0 = off (pure ZClip)")
+
+
+class ZScoreClipper:
+    """State and update rule of ZClip for one role."""
+
+    def __init__(self, cfg: ZClipConfig):
+        self.cfg = cfg
+        self.step = 0  # host-side counter
+        self.warm: torch.Tensor | None = None
+        self.mean: torch.Tensor | None = None
+        self.var: torch.Tensor | None = None
+
+    def update(self, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Update the statistics with this step's norm; return (norm after clipping, whether it
+        was clipped), or None during the warm-up."""
+        cfg, norm = self.cfg, norm.detach().float()
+        if self.step < cfg.warmup:
+            if self.warm is None:
+                self.warm = torch.empty(cfg.warmup, device=norm.device)
+            self.warm[self.step] = norm
+            self.step += 1
+            if self.step == cfg.warmup:
+                self.mean = self.warm.mean()
+                self.var = self.warm.var(unbiased=False)
+            return None
+        std = self.var.sqrt()
+        z = (norm - self.mean) / (std + cfg.eps)
+        clipped = self.mean + cfg.z_thresh**2 * std / z
+        over = z > cfg.z_thresh
+        new_norm = torch.where(over, clipped, norm)
+        self.mean = cfg.alpha * self.mean + (1 - cfg.alpha) * new_norm
+        self.var = cfg.alpha * self.var + (1 - cfg.alpha) * (new_norm - self.mean) ** 2
+        self.step += 1
+        return new_norm, over
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "warm": self.warm, "mean": self.mean, "var": self.var}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.warm = state["step"], state["warm"]
+        self.mean, self.var = state["mean"], state["var"]
+
+
+@register_method
+class ZClip(Method):
+    config_cls = ZClipConfig
+    family = "adaptive clipping"
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.clippers: dict[str, ZScoreClipper] = {}
+
+    def after_backward(self, role, model):
+        grads = grads_of(params_of(model))
+        clipper = self.clippers.setdefault(role, ZScoreClipper(self.config))
+        norm = total_norm(grads)
+        if self.config.max_norm > 0:
+            scale_to_norm_(grads, norm, self.config.max_norm)
+            norm = torch.clamp(norm, max=self.config.max_norm)
+        result = clipper.update(norm)
+        if result is None:
+            return {}
+        new_norm, over = result
+        # Scale only clipped steps: min(1, norm / (norm + 1e-6)) would nudge every other step.
+        scale_to_norm_(grads, norm, torch.where(over, new_norm, torch.inf))
+        if not self.collect_stats:
+            return {}
+        return {"threshold": new_norm, "clipped": over.float()}
+
+    def state_dict(self):
+        return {role: c.state_dict() for role, c in self.clippers.items()}
+
+    def load_state_dict(self, state):
+        self.clippers = {}
+        for role, s in state.items():
+            self.clippers[role] = ZScoreClipper(self.config)
+            self.clippers[role].load_state_dict(s)

@@ -1,0 +1,1 @@
+"""Metrics: 2-D mode coverage, Frechet distance, gradient statistics."""

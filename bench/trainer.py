@@ -1,0 +1,221 @@
+"""THE training loop: n_critic D updates then one G update per step, each through `_update`,
+which calls the method hooks at fixed points (see bench/methods/base.py for the order).
+
+The loop knows no method by name. Statistics stay on the device (bench/stats.py) and are read
+only every `log_every` steps; divergence (a non-finite loss or gradient norm) is detected there,
+stops the run with status `diverged` and records the first bad step. It is a result, not a crash.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bench.config import TrainConfig
+from bench.datasets.base import Dataset
+from bench.losses import LOSSES
+from bench.methods.base import LossContext, Method
+from bench.metrics.gradients import grads_of, layer_grad_stats, total_norm
+from bench.stats import DeviceStats
+
+EVAL_BATCH = 10_000
+
+
+@dataclass
+class RunResult:
+    status: str  # "finished" or "diverged"
+    steps: int  # generator steps completed
+    diverged_step: int | None
+    metrics: dict[str, float]  # final evaluation, keys "eval/..."
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+@dataclass
+class _Role:
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    methods: list[Method]
+    params: list[torch.Tensor]
+
+
+def make_optimizer(params, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    if train.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), foreach=True)
+    if train.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=train.beta1, nesterov=True, foreach=True)
+
+
+class Trainer:
+    """Trains G against D on `dataset` with `methods` plugged in at the hook points."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        dataset: Dataset,
+        methods: list[Method],
+        train: TrainConfig,
+        *,
+        z_dim: int,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        on_log: Callable[[int, dict[str, float]], None] | None = None,
+    ):
+        self.device = torch.device(device)
+        self.train, self.dataset, self.z_dim, self.seed = train, dataset, z_dim, seed
+        self.loss = LOSSES[train.loss]
+        self.on_log = on_log
+        self.G, self.D = generator.to(self.device), discriminator.to(self.device)
+        for m in methods:
+            m.collect_stats = train.stats
+        lrs = {"generator": train.lr_g, "discriminator": train.lr_d}
+        self.roles = {
+            role: _Role(
+                model=model,
+                opt=make_optimizer(model.parameters(), train, lrs[role]),
+                scaler=torch.amp.GradScaler(self.device.type, enabled=train.amp),
+                methods=[m for m in methods if role in m.config.targets],
+                params=[p for p in model.parameters() if p.requires_grad],
+            )
+            for role, model in (("generator", self.G), ("discriminator", self.D))
+        }
+        self.data_rng = self._rng(0)
+        self.noise_rng = self._rng(1)
+        self.method_rng = self._rng(3)  # penalties draw here, so data and noise stay paired
+        self.stats = DeviceStats(self.device)
+        self.step = 0
+        self._layer_stats_due = False
+
+    def _rng(self, offset: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+
+    def _autocast(self):
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.train.amp)
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=self.noise_rng, device=self.device)
+
+    def _record(self, prefix: str, values: dict[str, torch.Tensor]) -> None:
+        for k, v in values.items():
+            self.stats.add(f"{prefix}/{k}", v, self.step)
+
+    def _update(self, role: str, terms: dict[str, torch.Tensor], ctx: LossContext) -> None:
+        """One optimizer update: loss hooks, backward, unscale, after_backward, step, after_step."""
+        r = self.roles[role]
+        for m in r.methods:
+            terms = m.loss(role, terms, ctx)
+        loss = sum(terms.values())
+        r.opt.zero_grad(set_to_none=True)
+        r.scaler.scale(loss).backward()
+        r.scaler.unscale_(r.opt)  # hooks see true gradients (a no-op without AMP)
+        self.stats.add(f"loss/{role}", loss, self.step)
+        if self.train.stats:
+            if len(terms) > 1:
+                self._record(f"loss/{role}", terms)
+            grads = grads_of(r.params)
+            pre = total_norm(grads)
+            if self._layer_stats_due:
+                self._record(f"layer/{role}", layer_grad_stats(r.model))
+        for m in r.methods:
+            self._record(f"{m.name}/{role}", m.after_backward(role, r.model))
+        if self.train.stats:
+            post = total_norm(grads)
+            self.stats.add(f"grad/{role}/norm_pre", pre, self.step)
+            self.stats.add(f"grad/{role}/norm_post", post, self.step)
+            self.stats.add(f"clip/{role}/rate", (post < pre * (1 - 1e-6)).float(), self.step)
+        r.scaler.step(r.opt)
+        r.scaler.update()
+        for m in r.methods:
+            self._record(f"{m.name}/{role}", m.after_step(role, r.model))
+
+    def _d_step(self) -> torch.Tensor:
+        real = self.dataset.sample(self.train.batch_size, self.data_rng)
+        with self._autocast():
+            with torch.no_grad():
+                fake = self.G(self._noise(self.train.batch_size))
+            d_real, d_fake = self.D(real), self.D(fake)
+            terms = {"adv": self.loss.discriminator(d_real, d_fake)}
+            ctx = LossContext(real, fake, self.D, self.method_rng)
+            self._update("discriminator", terms, ctx)
+        if self.train.stats:
+            self.stats.add("d/real", d_real.detach().float().mean(), self.step)
+            self.stats.add("d/fake", d_fake.detach().float().mean(), self.step)
+        return real
+
+    def _g_step(self, real: torch.Tensor) -> None:
+        with self._autocast():
+            fake = self.G(self._noise(self.train.batch_size))
+            terms = {"adv": self.loss.generator(self.D(fake))}
+            self._update("generator", terms, LossContext(real, fake, self.D, self.method_rng))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """`n` samples from G in eval mode, from a fixed noise stream (same z at every eval)."""
+        rng = self._rng(2)
+        self.G.eval()
+        out = [
+            self.G(torch.randn(min(EVAL_BATCH, n - i), self.z_dim, generator=rng, device=self.device))
+            for i in range(0, n, EVAL_BATCH)
+        ]
+        self.G.train()
+        return torch.cat(out).float()
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = self.dataset.evaluate(self.sample, self.train.eval_samples)
+        return {f"eval/{k}": float(v) for k, v in metrics.items()}
+
+    def fit(self, progress: bool = False) -> RunResult:
+        """Train for `train.steps` generator steps (or until divergence) and evaluate."""
+        t0, tr = time.perf_counter(), self.train
+        history: list[tuple[int, dict[str, float]]] = []
+        status, bad_step = "finished", None
+        bar = tqdm(total=tr.steps, disable=not progress, file=sys.stderr, desc="train", leave=False)
+        while self.step < tr.steps:
+            due = tr.stats and self.step % tr.layer_stats_every == 0
+            for i in range(tr.n_critic):
+                self._layer_stats_due = due and i == 0  # once per step and role
+                real = self._d_step()
+            self._layer_stats_due = due
+            self._g_step(real)
+            self.step += 1
+            bar.update()
+            if self.step % tr.log_every == 0 or self.step == tr.steps:
+                bad_step = self._log(history, bar)
+                if bad_step is not None:
+                    status = "diverged"
+                    break
+        bar.close()
+        last = history[-1][1] if history and history[-1][0] == self.step else None
+        metrics = {k: v for k, v in (last or {}).items() if k.startswith("eval/")}
+        if not metrics:  # the last flush did not evaluate (off-cadence end, or divergence)
+            metrics = self.evaluate()
+            if last is None:
+                history.append((self.step, metrics))
+            else:
+                last.update(metrics)
+        return RunResult(status, self.step, bad_step, metrics, history, time.perf_counter() - t0)
+
+    def _log(self, history, bar) -> int | None:
+        """Flush the device statistics (and evaluate when due); the first non-finite step."""
+        # Under AMP an overflowing gradient is the scaler's business (it skips the step).
+        watch = ("loss/",) if self.train.amp else ("loss/", "grad/")
+        logged, bad_step = self.stats.flush(watch=watch)
+        if bad_step is None and (self.step % self.train.eval_every == 0):
+            logged |= self.evaluate()
+        history.append((self.step, logged))
+        if self.on_log is not None:
+            self.on_log(self.step, logged)
+        shown = {k.split("/", 1)[1]: v for k, v in logged.items() if k.startswith("eval/")}
+        if shown:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if k != "all_modes"})
+        return bad_step
