@@ -18,9 +18,18 @@ from bench.errors import ConfigError
 
 # CLI flag -> TrainConfig field (only flags the user gives override the method's recipe)
 TRAIN_FLAGS = {
-    "steps": int, "batch_size": int, "n_critic": int, "loss": str, "optimizer": str,
-    "lr_g": float, "lr_d": float, "beta1": float, "beta2": float, "eval_every": int,
-    "eval_samples": int, "log_every": int,
+    "steps": int,
+    "batch_size": int,
+    "n_critic": int,
+    "loss": str,
+    "optimizer": str,
+    "lr_g": float,
+    "lr_d": float,
+    "beta1": float,
+    "beta2": float,
+    "eval_every": int,
+    "eval_samples": int,
+    "log_every": int,
 }
 MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int}
 
@@ -37,8 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train and evaluate one run; prints one JSON line")
     r.add_argument("--dataset", required=True)
     r.add_argument("--method", action="append", default=[], help="repeatable; default none")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="method parameter; METHOD.KEY=VALUE when several methods are given")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method parameter; METHOD.KEY=VALUE when several methods are given",
+    )
     r.add_argument("--targets", help="roles the methods act on, e.g. generator,discriminator")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -83,7 +97,9 @@ def cmd_list() -> None:
         cls = method_registry.get(name)
         for i, (pname, default, allowed, _help) in enumerate(describe(cls)):
             default = ",".join(default) if isinstance(default, tuple) else default
-            rows.append([name if i == 0 else "", cls.family if i == 0 else "", pname, default, allowed])
+            rows.append(
+                [name if i == 0 else "", cls.family if i == 0 else "", pname, default, allowed]
+            )
     print(tabulate(rows, ["method", "family", "parameter", "default", "allowed"]))
     print()
     drows = [[n, dataset_registry.get(n).description] for n in dataset_registry.names()]

@@ -44,7 +44,9 @@ def _leaky() -> nn.Module:
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     """(G, D) for `spec`; parameters are drawn from torch's global RNG (seed it first)."""
     h = spec.hidden
-    g = MLP([spec.z_dim] + [h] * spec.depth_g, spec.data_dim, nn.ReLU, "generator" in spec.layer_norm)
+    g = MLP(
+        [spec.z_dim] + [h] * spec.depth_g, spec.data_dim, nn.ReLU, "generator" in spec.layer_norm
+    )
     d = Critic([spec.data_dim] + [h] * spec.depth_d, 1, _leaky, "discriminator" in spec.layer_norm)
     nets = {"generator": g, "discriminator": d}
     for role in spec.spectral_norm:

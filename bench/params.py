@@ -95,9 +95,7 @@ def parse_value(cls: type, name: str, text: str, owner: str) -> Any:
     try:
         return _parse(tp, text)
     except ValueError:
-        raise ConfigError(
-            f"{owner}: {name}={text!r} is not a valid {_type_name(tp)}"
-        ) from None
+        raise ConfigError(f"{owner}: {name}={text!r} is not a valid {_type_name(tp)}") from None
 
 
 def to_text(value: Any) -> str:

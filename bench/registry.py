@@ -1,4 +1,4 @@
-"""A name -> class registry shared by methods and datasets (one vocabulary: register/get/create/list)."""
+"""A name -> class registry shared by methods and datasets (one vocabulary: register, get, names)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from bench.errors import ConfigError
 
 
 class Registry:
-    """Maps registered names to classes; unknown names raise a `ConfigError` listing the known ones."""
+    """Maps registered names to classes; an unknown name raises a `ConfigError` listing the rest."""
 
     def __init__(self, kind: str):
         self.kind = kind

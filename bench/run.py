@@ -95,7 +95,14 @@ def execute(cfg: RunConfig, on_log=None, progress: bool = False) -> RunResult:
         spec = m.configure_models(spec)
     g, d = build_models(spec)
     trainer = Trainer(
-        g, d, dataset, methods, cfg.train,
-        z_dim=spec.z_dim, seed=cfg.seed, device=cfg.device, on_log=on_log,
+        g,
+        d,
+        dataset,
+        methods,
+        cfg.train,
+        z_dim=spec.z_dim,
+        seed=cfg.seed,
+        device=cfg.device,
+        on_log=on_log,
     )
     return trainer.fit(progress=progress)

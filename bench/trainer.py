@@ -164,7 +164,9 @@ class Trainer:
         rng = self._rng(2)
         self.G.eval()
         out = [
-            self.G(torch.randn(min(EVAL_BATCH, n - i), self.z_dim, generator=rng, device=self.device))
+            self.G(
+                torch.randn(min(EVAL_BATCH, n - i), self.z_dim, generator=rng, device=self.device)
+            )
             for i in range(0, n, EVAL_BATCH)
         ]
         self.G.train()

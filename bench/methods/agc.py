@@ -2,7 +2,8 @@
 
 Brock, De, Smith and Simonyan 2021, "High-Performance Large-Scale Image Recognition Without
 Normalization" (arXiv 2102.06171), section 4.1: for each output unit i of a weight W with
-gradient G, if ||G_i|| / max(||W_i||, eps) > lambda then G_i <- lambda max(||W_i||, eps) / ||G_i|| G_i.
+gradient G, if ||G_i|| / max(||W_i||, eps) > lambda then
+G_i <- lambda max(||W_i||, eps) / ||G_i|| G_i.
 
 Pitfalls handled here: the output unit is dim 0 for Linear and Conv weights but dim 1 for
 ConvTranspose weights ([in, out, kH, kW]); vectors and scalars use their whole-tensor norm; the
@@ -23,9 +24,7 @@ OUTPUT_LAYER = "out"  # the name bench.models gives the last layer of G and D
 
 @dataclass(frozen=True)
 class AGCConfig(MethodConfig):
-    clipping: float = param(
-        0.01, low=0.0, low_open=True, search=Search(1e-3, 0.5), help="lambda"
-    )
+    clipping: float = param(0.01, low=0.0, low_open=True, search=Search(1e-3, 0.5), help="lambda")
     eps: float = param(1e-3, low=0.0, low_open=True)
     exclude_output: bool = param(True, help="leave D's final layer unclipped")
 

@@ -24,4 +24,6 @@ class LayerNorm(Method):
     family = "normalization"
 
     def configure_models(self, spec):
-        return replace(spec, layer_norm=tuple(sorted(set(spec.layer_norm) | set(self.config.targets))))
+        return replace(
+            spec, layer_norm=tuple(sorted(set(spec.layer_norm) | set(self.config.targets)))
+        )

@@ -34,5 +34,3 @@ class R1(Method):
     def loss(self, role, terms, ctx):
         grad = input_gradient(ctx.discriminator, ctx.real)
         return terms | {"r1": self.config.gamma / 2 * grad.pow(2).sum(1).mean()}
-
-

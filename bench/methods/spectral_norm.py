@@ -24,6 +24,4 @@ class SpectralNorm(Method):
 
     def configure_models(self, spec):
         roles = tuple(sorted(set(spec.spectral_norm) | set(self.config.targets)))
-        return replace(
-            spec, spectral_norm=roles, sn_power_iterations=self.config.power_iterations
-        )
+        return replace(spec, spectral_norm=roles, sn_power_iterations=self.config.power_iterations)

@@ -29,7 +29,12 @@ class WeightClip(Method):
         if not self.config.use_recipe:
             return train
         return replace(
-            train, loss="wasserstein", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, n_critic=5,
+            train,
+            loss="wasserstein",
+            optimizer="rmsprop",
+            lr_g=5e-5,
+            lr_d=5e-5,
+            n_critic=5,
             recipe="wgan",
         )
 

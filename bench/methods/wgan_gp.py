@@ -31,8 +31,15 @@ class WganGp(Method):
         if not self.config.use_recipe:
             return train
         return replace(
-            train, loss="wasserstein", optimizer="adam", lr_g=1e-4, lr_d=1e-4, beta1=0.5,
-            beta2=0.9, n_critic=5, recipe="wgan_gp",
+            train,
+            loss="wasserstein",
+            optimizer="adam",
+            lr_g=1e-4,
+            lr_d=1e-4,
+            beta1=0.5,
+            beta2=0.9,
+            n_critic=5,
+            recipe="wgan_gp",
         )
 
     def loss(self, role, terms, ctx):

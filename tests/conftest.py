@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from bench.run import execute, resolve
+
+TINY_TRAIN = {
+    "steps": 12,
+    "batch_size": 32,
+    "eval_every": 6,
+    "log_every": 3,
+    "eval_samples": 200,
+    "layer_stats_every": 4,
+}
+TINY_MODEL = {"hidden": 16}
+
+
+def tiny_config(methods=None, dataset="ring8", seed=0, **train):
+    return resolve(dataset, methods or [("none", {})], TINY_TRAIN | train, TINY_MODEL, seed, "cpu")
+
+
+def tiny_run(methods=None, **kw):
+    return execute(tiny_config(methods, **kw))
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(1234)
+    yield

@@ -1,0 +1,65 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from bench.datasets import create_dataset
+from bench.metrics.modes import frechet_to_mixture, mixture_statistics, mode_metrics
+
+HQ_EXPECTED = 1 - math.exp(-4.5)  # P(||N(0, s^2 I_2)|| < 3 s) = 0.98889
+
+
+@pytest.mark.parametrize("name,k", [("ring8", 8), ("grid25", 25)])
+def test_perfect_samples_capture_all_modes_with_expected_quality(name, k):
+    data = create_dataset(name)
+    samples = data.sample(100_000, torch.Generator().manual_seed(0))
+    m = mode_metrics(samples, data.means, data.sigma)
+    assert m["modes"] == k
+    assert m["hq_fraction"] == pytest.approx(HQ_EXPECTED, abs=2e-3)
+    m = mode_metrics(samples[:2500], data.means, data.sigma)
+    assert m["modes"] == k and m["reverse_kl"] < 0.02
+
+
+def test_collapsed_generator_captures_one_mode():
+    data = create_dataset("ring8")
+    samples = data.means[3].repeat(2500, 1)
+    m = mode_metrics(samples, data.means, data.sigma)
+    assert m == {"modes": 1, "hq_fraction": 1.0, "reverse_kl": pytest.approx(math.log(8))}
+
+
+def test_reverse_kl_hand_computed():
+    means = torch.tensor([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0], [30.0, 0.0]])
+    # 3 samples on mode 0, 1 on mode 1, one far away (low quality, ignored).
+    samples = torch.tensor([[0.0, 0.0]] * 3 + [[10.0, 0.0], [5.0, 5.0]])
+    m = mode_metrics(samples, means, sigma=0.1)
+    p = np.array([0.75, 0.25])
+    assert m["modes"] == 2 and m["hq_fraction"] == pytest.approx(0.8)
+    assert m["reverse_kl"] == pytest.approx(float((p * np.log(4 * p)).sum()))
+
+
+def test_non_finite_samples_are_low_quality_not_a_crash():
+    data = create_dataset("ring8")
+    m = mode_metrics(torch.full((10, 2), float("nan")), data.means, data.sigma)
+    assert m["modes"] == 0 and m["hq_fraction"] == 0.0 and math.isnan(m["reverse_kl"])
+
+
+def test_frechet_2d_matches_scipy_sqrtm():
+    data = create_dataset("grid25")
+    gen = torch.Generator().manual_seed(1)
+    samples = torch.randn(3000, 2, generator=gen) * torch.tensor([1.5, 3.0]) + 0.3
+    ref = mixture_statistics(data.means, data.sigma)
+    x = samples.double().numpy()
+    mu, cov = x.mean(0), np.cov(x, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov @ ref["sigma"]).real
+    expected = ((mu - ref["mu"]) ** 2).sum() + np.trace(cov + ref["sigma"] - 2 * covmean)
+    assert frechet_to_mixture(samples, data.means, data.sigma) == pytest.approx(expected, rel=1e-6)
+
+
+def test_mixture_statistics_match_a_large_sample():
+    data = create_dataset("ring8")
+    x = data.sample(400_000, torch.Generator().manual_seed(2)).double().numpy()
+    ref = mixture_statistics(data.means, data.sigma)
+    np.testing.assert_allclose(x.mean(0), ref["mu"], atol=5e-3)
+    np.testing.assert_allclose(np.cov(x, rowvar=False), ref["sigma"], atol=5e-3)

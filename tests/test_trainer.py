@@ -1,0 +1,145 @@
+import math
+
+import pytest
+import torch
+
+import bench.trainer as trainer_mod
+from bench.config import ModelSpec
+from bench.datasets import create_dataset
+from bench.methods import Method, MethodConfig
+from bench.models import build_models
+from bench.run import execute
+from bench.trainer import Trainer
+from tests.conftest import tiny_config
+
+
+class Spy(Method):
+    """Records each hook call into a shared log and checks what the gradients look like."""
+
+    name = "spy"
+    config_cls = MethodConfig
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+        self.seen_norms = []
+
+    def loss(self, role, terms, ctx):
+        self.log.append(("loss", role))
+        return terms
+
+    def after_backward(self, role, model):
+        self.log.append(("after_backward", role))
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        self.seen_norms.append(float(torch.nn.utils.get_total_norm(grads)))
+        return {}
+
+    def after_step(self, role, model):
+        self.log.append(("after_step", role))
+        return {}
+
+
+def _trainer(methods, amp=False, steps=2, n_critic=1, **train):
+    torch.manual_seed(0)
+    g, d = build_models(ModelSpec(hidden=8))
+    cfg = tiny_config(steps=steps, n_critic=n_critic, amp=amp, **train).train
+    return Trainer(g, d, create_dataset("ring8"), methods, cfg, z_dim=2)
+
+
+def test_hooks_run_in_order_around_unscale_and_step(monkeypatch):
+    log = []
+    spy = Spy(log)
+    trainer = _trainer([spy], n_critic=2)
+    orig_unscale = torch.amp.GradScaler.unscale_
+    monkeypatch.setattr(
+        torch.amp.GradScaler,
+        "unscale_",
+        lambda s, opt: (log.append(("unscale", None)), orig_unscale(s, opt))[1],
+    )
+    for role in trainer.roles.values():
+        orig_step = role.opt.step
+        role.opt.step = lambda *a, _o=orig_step, **k: (log.append(("step", None)), _o(*a, **k))[1]
+    trainer.fit()
+
+    def one_update(role):
+        return [("loss", role), ("unscale", None), ("after_backward", role), ("step", None),
+                ("after_step", role)]  # fmt: skip
+
+    per_step = one_update("discriminator") * 2 + one_update("generator")
+    assert log == per_step * 2
+
+
+def test_hooks_see_unscaled_gradients_under_amp():
+    ref, amp = Spy([]), Spy([])
+    _trainer([ref], amp=False, steps=1).fit()
+    t = _trainer([amp], amp=True, steps=1)
+    assert t.roles["discriminator"].scaler.get_scale() == 2.0**16
+    t.fit()
+    # With a scale of 65536 still applied the norms would be ~1e4 times larger.
+    for a, b in zip(amp.seen_norms, ref.seen_norms, strict=True):
+        assert a == pytest.approx(b, rel=0.1)
+
+
+def test_only_targeted_roles_get_hooks():
+    log = []
+    spy = Spy(log)
+    spy.config = MethodConfig(targets=("discriminator",))
+    _trainer([spy], steps=1).fit()
+    assert {role for _, role in log} == {"discriminator"}
+
+
+def test_same_seed_gives_identical_metrics_and_history():
+    a = execute(tiny_config([("autoclip", {})], seed=3))
+    b = execute(tiny_config([("autoclip", {})], seed=3))
+    c = execute(tiny_config([("autoclip", {})], seed=4))
+    assert a.metrics == b.metrics and a.history == b.history
+    assert a.history != c.history
+
+
+def test_divergence_is_a_result_with_its_step():
+    cfg = tiny_config(lr_g=1e30, lr_d=1e30, steps=60, log_every=5)
+    result = execute(cfg)
+    assert result.status == "diverged"
+    assert result.diverged_step is not None and result.diverged_step < result.steps <= 60
+    assert result.steps % 5 == 0  # detected at the logging interval, not by a per-step sync
+    assert result.metrics["eval/modes"] == 0 or math.isnan(result.metrics["eval/reverse_kl"])
+
+
+def test_statistics_are_logged_per_role_with_uniform_keys():
+    result = execute(tiny_config([("norm_clip", {"max_norm": "0.001"})]))
+    logged = result.history[0][1]
+    for role in ("generator", "discriminator"):
+        assert logged[f"clip/{role}/rate"] == 1.0
+        assert logged[f"grad/{role}/norm_post"] == pytest.approx(1e-3, rel=1e-2)
+        assert logged[f"grad/{role}/norm_pre"] > 1e-3
+        assert f"norm_clip/{role}/frac_clipped" in logged
+    assert any(k.startswith("layer/discriminator/") for k in logged)
+    none = execute(tiny_config())
+    assert none.history[0][1]["clip/generator/rate"] == 0.0
+    generic = {k for k in logged if not k.startswith("norm_clip/")}
+    assert generic == set(none.history[0][1])
+
+
+def test_statistics_off_logs_only_losses():
+    result = execute(tiny_config([("norm_clip", {})], stats=False))
+    keys = set(result.history[0][1])
+    assert keys == {"loss/generator", "loss/discriminator"}
+
+
+@pytest.mark.parametrize("loss", ["ns", "wasserstein", "hinge"])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "sgd"])
+def test_every_loss_and_optimizer_trains(loss, optimizer):
+    result = execute(tiny_config(loss=loss, optimizer=optimizer, steps=3, log_every=3))
+    assert result.status == "finished"
+
+
+def test_counts_discriminator_updates_per_generator_step(monkeypatch):
+    calls = []
+    orig = trainer_mod.Trainer._update
+    monkeypatch.setattr(
+        trainer_mod.Trainer,
+        "_update",
+        lambda self, role, *a: (calls.append(role), orig(self, role, *a))[1],
+    )
+    execute(tiny_config(n_critic=3, steps=2))
+    assert calls == (["discriminator"] * 3 + ["generator"]) * 2
