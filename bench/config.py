@@ -19,7 +19,7 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training recipe; defaults are the seed article's: NS-BCE, Adam 2e-4, betas (0.5, 0.999)."""
+    """Training recipe; defaults are the seed article's: NS-BCE, Adam 2e-4, betas (0.5, 0.999)."""
 
     steps: int = param(3000, low=1, help="generator updates")
     batch_size: int = param(256, low=1)

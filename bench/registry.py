@@ -1,4 +1,4 @@
-"""A name -> class registry shared by methods and datasets (one vocabulary: register, get, names)."""
+"""A name -> class registry shared by methods and datasets (register, get, names)."""
 
 from __future__ import annotations
 
