@@ -42,4 +42,5 @@ class NormClip(Method):
             scale_to_norm_(grads, norm, tau)
         if not self.collect_stats:
             return {}
-        return {"frac_clipped": torch.stack(clipped).float().mean()}
+        frac = clipped[0] if len(clipped) == 1 else torch.stack(clipped).float().mean()
+        return {"frac_clipped": frac}
