@@ -154,9 +154,9 @@ class Trainer:
             terms = {"adv": self.loss.discriminator(d_real, d_fake)}
             ctx = LossContext(real, fake, self.D, self.method_rng)
             self._update("discriminator", terms, ctx)
-        if self.train.stats:
-            self.stats.add("d/real", d_real.detach().float().mean(), self.step)
-            self.stats.add("d/fake", d_fake.detach().float().mean(), self.step)
+        if self.train.stats:  # whole batches: averaged at the flush, not per step
+            self.stats.add("d/real", d_real, self.step)
+            self.stats.add("d/fake", d_fake, self.step)
         return real
 
     def _g_step(self, real: torch.Tensor) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.methods.base import Method, MethodConfig, register_method
 from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
 from bench.params import Search, param
 
@@ -63,7 +63,7 @@ class AutoClip(Method):
         self.history = {}
 
     def after_backward(self, role, model):
-        grads = grads_of(params_of(model))
+        grads = grads_of(self.params(role, model))
         if role not in self.history:
             self.history[role] = NormHistory(self.config.window)
         norm = total_norm(grads)

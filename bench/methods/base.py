@@ -75,6 +75,14 @@ class Method:
         self.config = config if config is not None else self.config_cls()
         # The trainer switches this off for the "statistics off" speed comparison.
         self.collect_stats = True
+        self._params: dict[str, list[torch.Tensor]] = {}
+
+    def params(self, role: str, model: nn.Module) -> list[torch.Tensor]:
+        """The trainable parameters of `model`, listed once per role (walking the module tree
+        every update costs more than the clipping itself on small networks)."""
+        if role not in self._params:
+            self._params[role] = [p for p in model.parameters() if p.requires_grad]
+        return self._params[role]
 
     def configure_models(self, spec: Any) -> Any:
         return spec
@@ -129,7 +137,3 @@ def search_space(cls: type[Method]) -> dict[str, Any]:
         for f in dataclasses.fields(cls.config_cls)
         if f.metadata.get("search") is not None
     }
-
-
-def params_of(model: nn.Module) -> list[torch.Tensor]:
-    return [p for p in model.parameters() if p.requires_grad]

@@ -28,15 +28,24 @@ class NormClip(Method):
     config_cls = NormClipConfig
     family = "gradient clipping"
 
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._layers: dict[str, list[list[torch.Tensor]]] = {}
+
+    def _groups(self, role, model) -> list[list[torch.Tensor]]:
+        """Parameter groups that share one norm: the whole network, or each module's own."""
+        if self.config.scope == "global":
+            return [self.params(role, model)]
+        if role not in self._layers:
+            groups = [list(m.parameters(recurse=False)) for m in model.modules()]
+            self._layers[role] = [g for g in groups if g]
+        return self._layers[role]
+
     def after_backward(self, role, model):
         tau = self.config.max_norm
-        if self.config.scope == "global":
-            groups = [grads_of(list(model.parameters()))]
-        else:
-            groups = [grads_of(list(m.parameters(recurse=False))) for m in model.modules()]
-            groups = [g for g in groups if g]
         clipped = []
-        for grads in groups:
+        for params in self._groups(role, model):
+            grads = grads_of(params)
             norm = total_norm(grads)
             clipped.append(norm > tau)
             scale_to_norm_(grads, norm, tau)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.methods.base import Method, MethodConfig, register_method
 from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
@@ -28,10 +28,10 @@ class ValueClip(Method):
 
     def after_backward(self, role, model):
         c = self.config.clip_value
-        grads = grads_of(params_of(model))
+        grads = grads_of(self.params(role, model))
         stats = {}
         if self.collect_stats and grads:
             clamped = sum((g.abs() > c).sum() for g in grads)
             stats["frac_clipped"] = clamped / sum(g.numel() for g in grads)
-        torch.nn.utils.clip_grad_value_(params_of(model), c, foreach=True)
+        torch.nn.utils.clip_grad_value_(self.params(role, model), c, foreach=True)
         return stats

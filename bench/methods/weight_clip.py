@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.methods.base import Method, MethodConfig, register_method
 from bench.params import ROLES, Search, param
 
 
@@ -41,7 +41,7 @@ class WeightClip(Method):
     @torch.no_grad()
     def after_step(self, role, model):
         c = self.config.clip_value
-        params = params_of(model)
+        params = self.params(role, model)
         torch._foreach_clamp_min_(params, -c)
         torch._foreach_clamp_max_(params, c)
         return {}

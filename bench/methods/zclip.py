@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.methods.base import Method, MethodConfig, params_of, register_method
+from bench.methods.base import Method, MethodConfig, register_method
 from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
 from bench.params import Search, param
 
@@ -80,7 +80,7 @@ class ZClip(Method):
         self.clippers: dict[str, ZScoreClipper] = {}
 
     def after_backward(self, role, model):
-        grads = grads_of(params_of(model))
+        grads = grads_of(self.params(role, model))
         clipper = self.clippers.setdefault(role, ZScoreClipper(self.config))
         norm = total_norm(grads)
         if self.config.max_norm > 0:
