@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint perf bench clean
+.PHONY: setup test lint perf bench report ui clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,19 @@ lint: $(STAMP)
 perf: $(STAMP)
 	$(PY) benchmarks/perf.py
 
+# The main job: the quick suite (resumable: run it again after an interruption), then its report.
 bench: $(STAMP)
-	$(PY) -m bench run --dataset ring8 --method none --steps 3000 --seed 0
+	$(PY) -m bench suite --suite quick --report reports/quick.md
+
+report: $(STAMP)
+	$(PY) -m bench report --experiment quick --out reports/quick.md
+
+# The MLflow UI on the same local store, bound to loopback only.
+UI_PORT ?= 5000
+ui: $(STAMP)
+	@mkdir -p runs
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C to stop)"
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench list | run` (also installed as `gan-bench`).
+"""Command line: `python -m bench list | run | suite | report` (also installed as `gan-bench`).
 
 Names become objects only here (and in the suite and sweep runners). Bad input exits with code 2
 and one line on stderr naming the bad value and what is allowed, before anything is trained.
@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -62,7 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--amp", action="store_true", help="mixed precision")
     r.add_argument("--no-stats", action="store_true", help="skip gradient statistics")
     r.add_argument("--no-progress", action="store_true")
+    _tracking_args(r, default_experiment="runs")
+    r.add_argument("--no-track", action="store_true", help="do not record the run in MLflow")
+    s = sub.add_parser("suite", help="run a suite resumably, then write its report")
+    s.add_argument("--suite", default="quick", help="quick, full, micro, or a .toml file")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--report", help="report path (default reports/EXPERIMENT.md)")
+    s.add_argument("--no-report", action="store_true")
+    s.add_argument("--no-progress", action="store_true")
+    _tracking_args(s, default_experiment=None)
+    rep = sub.add_parser("report", help="markdown report of an experiment, from MLflow alone")
+    rep.add_argument("--experiment", required=True)
+    rep.add_argument("--out", help="default reports/EXPERIMENT.md")
+    rep.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./runs/mlflow.db")
     return p
+
+
+def _tracking_args(p: argparse.ArgumentParser, default_experiment: str | None) -> None:
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./runs/mlflow.db")
+    p.add_argument("--experiment", default=default_experiment,
+                   help="MLflow experiment (suite: the suite's name)")  # fmt: skip
 
 
 def parse_sets(methods: list[str], sets: list[str], targets: str | None):
@@ -119,7 +139,14 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
     methods = parse_sets(args.method, args.set, args.targets)
     cfg = resolve(args.dataset, methods, train, model, args.seed, args.device)
-    result = execute(cfg, progress=not args.no_progress)
+    if args.no_track:
+        result = execute(cfg, progress=not args.no_progress)
+    else:
+        from bench.record import run_tracked
+        from bench.tracking import MlflowTracker
+
+        tracker = MlflowTracker(args.tracking_uri)
+        result = run_tracked(cfg, tracker, args.experiment, progress=not args.no_progress)
     return {
         "status": result.status,
         "steps": result.steps,
@@ -128,6 +155,47 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         "metrics": {k.removeprefix("eval/"): v for k, v in result.metrics.items()},
         "config": cfg.to_dict(),
     }
+
+
+def report_path(out: str | None, experiment: str) -> Path:
+    """The report's path, checked writable before any work starts."""
+    from bench.tracking import writable_file_path
+
+    path = Path(out) if out else Path("reports") / f"{experiment}.md"
+    if path.suffix != ".md":
+        raise ConfigError(f"report path {str(path)!r} must end in .md")
+    if not writable_file_path(path):
+        raise ConfigError(f"report path {str(path)!r} is not writable")
+    return path
+
+
+def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.run import resolve_device
+    from bench.suite import load_suite, run_suite
+    from bench.tracking import MlflowTracker
+
+    suite = load_suite(args.suite)
+    experiment = args.experiment or suite.name
+    device = resolve_device(args.device)
+    suite.entries(device)  # validate every run of the suite first
+    out = None if args.no_report else report_path(args.report, experiment)
+    tracker = MlflowTracker(args.tracking_uri)
+    counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress)
+    summary = {"suite": suite.name, "experiment": experiment} | counts
+    if out is not None:
+        from bench.report import build_report
+
+        summary["report"] = str(build_report(tracker, experiment, out))
+    return summary
+
+
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.report import build_report
+    from bench.tracking import MlflowTracker
+
+    out = report_path(args.out, args.experiment)
+    tracker = MlflowTracker(args.tracking_uri)
+    return {"report": str(build_report(tracker, args.experiment, out))}
 
 
 def _finite(obj: Any) -> Any:
@@ -146,11 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             cmd_list()
-        elif args.command == "run":
-            print(json.dumps(_finite(cmd_run(args))), flush=True)
+        else:
+            command = {"run": cmd_run, "suite": cmd_suite, "report": cmd_report}[args.command]
+            print(json.dumps(_finite(command(args))), flush=True)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
     return 0
 
 

@@ -25,6 +25,7 @@ from bench.metrics.gradients import grads_of, layer_grad_stats, total_norm
 from bench.stats import DeviceStats
 
 EVAL_BATCH = 10_000
+KEEP_SAMPLES = 5_000  # of the last evaluation, for plots and artifacts
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RunResult:
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     wall_time_s: float = 0.0  # training and evaluation
     train_time_s: float = 0.0  # the training loop alone (with its periodic flushes and evals)
+    samples: torch.Tensor | None = None  # the final evaluation's samples (first few thousand)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Trainer:
         self.stats = DeviceStats()
         self.step = 0
         self._layer_stats_due = False
+        self.last_samples: torch.Tensor | None = None
 
     def _rng(self, offset: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
@@ -134,7 +137,7 @@ class Trainer:
             if self._layer_stats_due:
                 self._record(f"layer/{role}", layer_grad_stats(r.model))
         for m in r.methods:
-            self._record(f"{m.name}/{role}", m.after_backward(role, r.model))
+            self._record(f"method/{m.name}/{role}", m.after_backward(role, r.model))
         if self.train.stats:
             # Without a gradient hook the gradients are untouched: no second norm needed.
             post = total_norm(grads) if r.touches_grads else pre
@@ -143,7 +146,7 @@ class Trainer:
         r.scaler.step(r.opt)
         r.scaler.update()
         for m in r.methods:
-            self._record(f"{m.name}/{role}", m.after_step(role, r.model))
+            self._record(f"method/{m.name}/{role}", m.after_step(role, r.model))
 
     def _d_step(self) -> torch.Tensor:
         real = self.dataset.sample(self.train.batch_size, self.data_rng)
@@ -177,7 +180,9 @@ class Trainer:
             for i in range(0, n, EVAL_BATCH)
         ]
         self.G.train()
-        return torch.cat(out).float()
+        samples = torch.cat(out).float()
+        self.last_samples = samples[:KEEP_SAMPLES].cpu()
+        return samples
 
     def evaluate(self) -> dict[str, float]:
         metrics = self.dataset.evaluate(self.sample, self.train.eval_samples)
@@ -207,7 +212,9 @@ class Trainer:
         train_time = time.perf_counter() - t0
         metrics = self._final_metrics(history)
         wall = time.perf_counter() - t0
-        return RunResult(status, self.step, bad_step, metrics, history, wall, train_time)
+        return RunResult(
+            status, self.step, bad_step, metrics, history, wall, train_time, self.last_samples
+        )
 
     def _final_metrics(self, history) -> dict[str, float]:
         """The evaluation at the last step: reused when the last flush evaluated, else run now
@@ -216,6 +223,8 @@ class Trainer:
         metrics = {k: v for k, v in (last or {}).items() if k.startswith("eval/")}
         if not metrics:
             metrics = self.evaluate()
+            if self.on_log is not None:
+                self.on_log(self.step, metrics)
             if last is None:
                 history.append((self.step, metrics))
             else:

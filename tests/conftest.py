@@ -26,3 +26,13 @@ def tiny_run(methods=None, **kw):
 def _deterministic():
     torch.manual_seed(1234)
     yield
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracker(tmp_path_factory):
+    """One SQLite MLflow store for the session (creating one costs seconds); tests use their
+    own experiment names."""
+    from bench.tracking import MlflowTracker
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    return MlflowTracker(f"sqlite:///{folder}/mlflow.db")

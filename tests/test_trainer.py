@@ -112,11 +112,11 @@ def test_statistics_are_logged_per_role_with_uniform_keys():
         assert logged[f"clip/{role}/rate"] == 1.0
         assert logged[f"grad/{role}/norm_post"] == pytest.approx(1e-3, rel=1e-2)
         assert logged[f"grad/{role}/norm_pre"] > 1e-3
-        assert f"norm_clip/{role}/frac_clipped" in logged
+        assert f"method/norm_clip/{role}/frac_clipped" in logged
     assert any(k.startswith("layer/discriminator/") for k in logged)
     none = execute(tiny_config())
     assert none.history[0][1]["clip/generator/rate"] == 0.0
-    generic = {k for k in logged if not k.startswith("norm_clip/")}
+    generic = {k for k in logged if not k.startswith("method/")}
     assert generic == set(none.history[0][1])
 
 

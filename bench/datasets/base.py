@@ -24,6 +24,9 @@ class Dataset:
     data_dim: int
     primary_metric: ClassVar[str]
     direction: ClassVar[str] = "minimize"
+    # (metric, "min" or "max"): what the report tabulates, in order, and which way is better
+    report_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
+    success_metric: ClassVar[str | None] = None  # a 0/1 metric: 1 means the run succeeded
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -31,6 +34,10 @@ class Dataset:
     def evaluate(self, generate: Callable[[int], torch.Tensor], n: int) -> dict[str, float]:
         """Score `n` samples drawn by `generate(batch)`; keys without the `eval/` prefix."""
         raise NotImplementedError
+
+    def reference_points(self):
+        """Points to mark on sample plots (the mixture means), or None."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Parameters for the protocol card."""

@@ -20,6 +20,10 @@ class GaussianMixture2D(Dataset):
     data_dim = 2
     primary_metric = "reverse_kl"
     direction = "minimize"
+    report_metrics = (
+        ("modes", "max"), ("hq_fraction", "max"), ("reverse_kl", "min"), ("frechet_2d", "min"),
+    )  # fmt: skip
+    success_metric = "all_modes"
 
     def __init__(self, means: torch.Tensor, sigma: float, device: str | torch.device = "cpu"):
         self.means = means.to(device=device, dtype=torch.float32)
@@ -41,6 +45,9 @@ class GaussianMixture2D(Dataset):
         out["all_modes"] = float(out["modes"] == self.n_modes)
         out["frechet_2d"] = frechet_to_mixture(samples, self.means, self.sigma)
         return out
+
+    def reference_points(self):
+        return self.means.cpu().numpy()
 
     def describe(self):
         return {"modes": self.n_modes, "sigma": self.sigma, "dim": 2}

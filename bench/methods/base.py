@@ -12,8 +12,8 @@ Call order inside the trainer, per role and per update (see bench/trainer.py):
         after_step(role, model)           after the step (weight clipping)
 
 Hooks run only for the roles in `config.targets` (the trainer filters). They return a dict of
-0-dim tensors (clip rate, threshold, ...) that the trainer namespaces as `<method>/<role>/<key>`
-and accumulates on the device. Methods never import the tracker.
+0-dim tensors (clip rate, threshold, ...) that the trainer logs as `method/<name>/<role>/<key>`,
+kept on the device until the logging interval. Methods never import the tracker.
 """
 
 from __future__ import annotations

@@ -1,0 +1,56 @@
+"""Figures for run artifacts and reports (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROLES = ("discriminator", "generator")
+
+
+def scatter_samples(ax, samples: np.ndarray, means: np.ndarray | None, title: str = "") -> None:
+    """Generated 2-D samples, with the true mixture means marked."""
+    finite = samples[np.isfinite(samples).all(axis=1)]
+    ax.scatter(finite[:, 0], finite[:, 1], s=2, alpha=0.4, color="tab:blue", linewidths=0)
+    if means is not None:
+        ax.scatter(means[:, 0], means[:, 1], s=30, marker="x", color="tab:red", linewidths=1)
+        pad = 0.25 * (means.max() - means.min()) + 0.2
+        ax.set_xlim(means[:, 0].min() - pad, means[:, 0].max() + pad)
+        ax.set_ylim(means[:, 1].min() - pad, means[:, 1].max() + pad)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(finite) < len(samples):
+        title += f" ({len(samples) - len(finite)} non-finite)"
+    ax.set_title(title, fontsize=8)
+
+
+def save_samples(path: Path, samples: np.ndarray, means: np.ndarray | None, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    scatter_samples(ax, samples, means, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_grad_norms(path: Path, history: list[tuple[int, dict[str, float]]]) -> None:
+    """Pre- and post-method global gradient norm over training, one panel per role."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, role in zip(axes, ROLES, strict=True):
+        for kind, style in (("norm_pre", "-"), ("norm_post", "--")):
+            pts = [(s, m[f"grad/{role}/{kind}"]) for s, m in history if f"grad/{role}/{kind}" in m]
+            if pts:
+                steps, vals = zip(*pts, strict=True)
+                ax.plot(steps, vals, style, label=kind.replace("norm_", ""))
+        ax.set_yscale("log")
+        ax.set_title(f"{role} gradient norm", fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,143 @@
+"""One run with its record: tags, params, metrics, summaries and artifacts in the tracker.
+
+Tags say what the run is (dataset, method, family, seed, suite, config hash) and how it ended
+(status `finished` or `diverged`). The config hash leaves out seed and device, so a suite finds
+its finished runs again by (hash, seed) and resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.config import RunConfig, flatten
+from bench.datasets import create_dataset
+from bench.methods import method_registry
+from bench.plots import save_grad_norms, save_samples
+from bench.run import execute
+from bench.tracking import artifact_folder, write_json
+from bench.trainer import RunResult
+
+ROLES = ("discriminator", "generator")
+
+
+def config_hash(cfg: RunConfig) -> str:
+    flat = {k: v for k, v in flatten(cfg).items() if k not in ("seed", "device")}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def method_label(cfg: RunConfig) -> str:
+    return "+".join(m.name for m in cfg.methods)
+
+
+def run_tags(cfg: RunConfig, suite: str = "", label: str | None = None) -> dict[str, Any]:
+    families = sorted({method_registry.get(m.name).family for m in cfg.methods})
+    return {
+        "dataset": cfg.dataset,
+        "method": method_label(cfg),
+        "label": label or method_label(cfg),
+        "family": "+".join(families),
+        "seed": cfg.seed,
+        "suite": suite,
+        "config_hash": config_hash(cfg),
+        "status": "running",
+    }
+
+
+def run_params(cfg: RunConfig) -> dict[str, str]:
+    data = create_dataset(cfg.dataset)
+    params = flatten(cfg) | {f"dataset.{k}": str(v) for k, v in data.describe().items()}
+    return params | software_versions() | {"git_commit": git_commit()}
+
+
+def software_versions() -> dict[str, str]:
+    import mlflow
+    import torch
+    import torch_fidelity
+
+    return {
+        "version.python": platform.python_version(),
+        "version.torch": torch.__version__,
+        "version.torch_fidelity": torch_fidelity.__version__,
+        "version.numpy": np.__version__,
+        "version.mlflow": mlflow.__version__,
+        "version.bench": __import__("bench").__version__,
+        "host.cpu": platform.processor() or platform.machine(),
+        "host.device_name": _device_name(),
+    }
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def summaries(result: RunResult) -> dict[str, float]:
+    """Whole-run means of the gradient statistics, and how the run ended."""
+    out = {
+        "summary/wall_time_s": result.wall_time_s,
+        "summary/train_time_s": result.train_time_s,
+        "summary/diverged": float(result.status == "diverged"),
+    }
+    for role in ROLES:
+        for key, name in (
+            (f"clip/{role}/rate", "clip_rate"),
+            (f"grad/{role}/norm_pre", "grad_norm_pre"),
+        ):
+            vals = [m[key] for _, m in result.history if key in m]
+            if vals:
+                out[f"summary/{name}/{role}"] = float(np.mean(vals))
+    return out
+
+
+def run_tracked(
+    cfg: RunConfig, tracker, experiment: str, *, suite: str = "", label: str | None = None,
+    progress: bool = False,
+) -> RunResult:  # fmt: skip
+    """Train and evaluate `cfg`, recording everything in `tracker` under `experiment`."""
+    tags = run_tags(cfg, suite, label)
+    name = f"{cfg.dataset}/{tags['label']}/seed{cfg.seed}"
+    with tracker.start_run(experiment, name, tags, run_params(cfg)) as run:
+        result = execute(cfg, on_log=run.log_metrics, progress=progress)
+        run.log_metrics(result.steps, summaries(result))
+        with artifact_folder() as folder:
+            write_artifacts(folder, cfg, result)
+            run.log_artifacts(folder)
+        end = {"status": result.status}
+        if result.diverged_step is not None:
+            end["diverged_step"] = result.diverged_step
+        run.set_tags(end)
+    return result
+
+
+def write_artifacts(folder: Path, cfg: RunConfig, result: RunResult) -> None:
+    write_json(folder, "config.json", cfg.to_dict())
+    write_json(folder, "result.json", {
+        "status": result.status, "steps": result.steps, "diverged_step": result.diverged_step,
+        "metrics": result.metrics,
+    })  # fmt: skip
+    save_grad_norms(folder / "grad_norms.png", result.history)
+    if result.samples is not None:
+        samples = result.samples.numpy()
+        np.save(folder / "samples.npy", samples)
+        points = create_dataset(cfg.dataset).reference_points()
+        title = f"{cfg.dataset} {method_label(cfg)} seed {cfg.seed}"
+        save_samples(folder / "samples.png", samples, points, title)

@@ -1,0 +1,173 @@
+"""Assemble the markdown report of one experiment, figures in a folder beside it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from bench.datasets import dataset_registry
+from bench.errors import ConfigError
+from bench.report import figures
+from bench.report.context import CONTEXT
+from bench.report.frame import download_samples, metric_history, runs_frame
+from bench.report.tables import (
+    format_method_table,
+    format_significance,
+    label_order,
+    method_table,
+    significance_table,
+)
+
+METRIC_TEXT = {
+    "modes": "components nearest to at least one high-quality sample (of K)",
+    "hq_fraction": "fraction of samples within 3 sigma of their nearest mean",
+    "reverse_kl": "sum p log(K p) of the mode histogram of high-quality samples vs uniform "
+    "(natural log); NaN when no sample is high quality",
+    "frechet_2d": "Frechet distance between the samples' Gaussian fit and the mixture's exact "
+    "mean and covariance (torch-fidelity's formula; not an Inception FID)",
+    "all_modes": "1 when every mode is captured (the success criterion)",
+}
+
+
+def build_report(tracker, experiment: str, out: Path) -> Path:
+    """Write `out` (markdown) and its figures in `out.with_suffix('')`/; return `out`."""
+    df = runs_frame(tracker, experiment)
+    if df.empty:
+        raise ConfigError(f"experiment {experiment!r} has no finished runs at {tracker.uri}")
+    fig_dir = out.with_suffix("")
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    parts = [_header(df, experiment, tracker.uri), _protocol_card(df)]
+    for dataset in sorted(df.dataset.unique()):
+        parts.append(_dataset_section(tracker, df[df.dataset == dataset], dataset, fig_dir, out))
+    parts.append(CONTEXT)
+    out.write_text("\n\n".join(parts) + "\n")
+    return out
+
+
+def _header(df: pd.DataFrame, experiment: str, uri: str) -> str:
+    n_div = int((df.status == "diverged").sum())
+    return (
+        f"# Benchmark report: `{experiment}`\n\n"
+        f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `python -m bench report` "
+        f"from MLflow experiment `{experiment}` ({_safe_uri(uri)}): {len(df)} runs, "
+        f"{len(df) - n_div} finished, {n_div} diverged (diverged runs are kept and counted)."
+    )
+
+
+def _safe_uri(uri: str) -> str:
+    return "local SQLite store" if uri.startswith("sqlite:") else f"`{uri}`"
+
+
+def _protocol_card(df: pd.DataFrame) -> str:
+    p0 = df.params.iloc[0]
+    rows = [
+        ("datasets", ", ".join(_dataset_text(df, d) for d in sorted(df.dataset.unique()))),
+        ("generator steps", _values(df, "train.steps")),
+        ("batch size", _values(df, "train.batch_size")),
+        ("model", f"MLP, hidden {p0.get('model.hidden')}, depth G {p0.get('model.depth_g')} / "
+                  f"D {p0.get('model.depth_d')}, z dim {p0.get('model.z_dim')}"),
+        ("evaluation", f"{_values(df, 'train.eval_samples')} samples every "
+                       f"{_values(df, 'train.eval_every')} steps, fixed noise"),
+        ("seeds", ", ".join(str(s) for s in sorted(df.seed.unique()))),
+        ("device", _values(df, "device") + f" ({p0.get('host.device_name', '?')})"),
+        ("software", ", ".join(f"{k.removeprefix('version.')} {v}" for k, v in sorted(p0.items())
+                               if k.startswith("version."))),
+        ("git commit", _values(df, "git_commit")),
+        ("runs started", f"{df.start_time.min():%Y-%m-%d %H:%M} to "
+                         f"{df.start_time.max():%Y-%m-%d %H:%M} UTC"),
+    ]  # fmt: skip
+    card = pd.DataFrame(rows, columns=["protocol", "value"]).to_markdown(index=False)
+    recipes = _recipes(df)
+    defs = "\n".join(f"- `{k}`: {v}" for k, v in METRIC_TEXT.items())
+    return f"## Protocol card\n\n{card}\n\nTraining recipes (per method):\n\n{recipes}\n\n" \
+           f"Metrics, on the final samples:\n\n{defs}"  # fmt: skip
+
+
+def _dataset_text(df: pd.DataFrame, dataset: str) -> str:
+    p = df[df.dataset == dataset].params.iloc[0]
+    return f"{dataset} (K = {p.get('dataset.modes')}, sigma = {p.get('dataset.sigma')})"
+
+
+def _values(df: pd.DataFrame, key: str) -> str:
+    vals = sorted({p.get(key, "?") for p in df.params})
+    return ", ".join(vals)
+
+
+def _recipes(df: pd.DataFrame) -> str:
+    keys = ["train.recipe", "train.loss", "train.optimizer", "train.lr_g", "train.lr_d",
+            "train.beta1", "train.beta2", "train.n_critic"]  # fmt: skip
+    rows = {}
+    for label, params in zip(df.label, df.params, strict=True):
+        rows.setdefault(tuple(params.get(k, "?") for k in keys), set()).add(label)
+    table = [list(k) + [", ".join(sorted(v))] for k, v in rows.items()]
+    cols = [k.removeprefix("train.") for k in keys] + ["methods"]
+    return pd.DataFrame(table, columns=cols).to_markdown(index=False)
+
+
+def _dataset_section(tracker, df, dataset, fig_dir: Path, out: Path) -> str:
+    cls = dataset_registry.get(dataset)
+    metrics, primary = list(cls.report_metrics), cls.primary_metric
+    table = method_table(df, metrics, primary, cls.success_metric)
+    sig = significance_table(df, metrics)
+    figs = _figures(tracker, df, dataset, cls, fig_dir)
+    rel = fig_dir.name
+    images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
+    return (
+        f"## {dataset}\n\n"
+        f"{format_method_table(table, metrics, primary, cls.success_metric is not None)}\n\n"
+        "Cells: median [25th, 75th percentile] over seeds; **bold**: best in the column; "
+        "`(n=...)`: runs with a finite value when fewer than all; `diverged` and `success` "
+        "(all modes captured) count every run, diverged ones as failures; `rank`: by the median "
+        f"of `{primary}`; clip rate: fraction of updates whose gradient norm the method reduced; "
+        "|g| pre: mean global gradient norm before the method acted.\n\n"
+        f"### Against the baseline (`none`)\n\n{format_significance(sig, metrics)}\n\n"
+        "Two-sided Mann-Whitney U test per metric against `none`, p-values Holm-corrected over "
+        "the methods in this table (**bold**: < 0.05); delta: Cliff's delta, P(method > none) - "
+        f"P(method < none).{_power_note(df)}\n\n"
+        f"### Figures\n\n{images}"
+    )
+
+
+def _power_note(df: pd.DataFrame) -> str:
+    """Say so when the seed counts make p < 0.05 impossible (exact two-sided U test)."""
+    counts = df.groupby("label").size()
+    if "none" not in counts or len(counts) < 2:
+        return ""
+    n0, n1 = counts["none"], counts.drop("none").max()
+    smallest = 2 / math.comb(n0 + n1, n0)
+    if smallest < 0.05:
+        return ""
+    return (
+        f" With {n1} runs against {n0}, the smallest possible p is {smallest:.2g}: no difference "
+        "can be significant here; read the deltas, and use more seeds (the `full` suite) for tests."
+    )
+
+
+def _figures(tracker, df, dataset, cls, fig_dir: Path) -> list[tuple[str, str]]:
+    order = label_order(df.label)
+    out = []
+    curves = {m: metric_history(tracker, df, f"eval/{m}") for m in (cls.primary_metric, "modes")}
+    name = f"curves_{dataset}.png"
+    figures.curves(fig_dir / name, curves, order)
+    out.append((f"{dataset}: evaluation metrics over training", name))
+    norms = {r: metric_history(tracker, df, f"grad/{r}/norm_pre")
+             for r in ("discriminator", "generator")}  # fmt: skip
+    name = f"grad_norms_{dataset}.png"
+    figures.grad_norm_boxes(fig_dir / name, norms, order)
+    out.append((f"{dataset}: gradient norm distributions", name))
+    samples = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in order:
+            first = df[df.label == label].sort_values("seed").iloc[0]
+            s = download_samples(tracker, first.run_id, Path(tmp) / first.run_id)
+            if s is not None:
+                samples[f"{label} (seed {first.seed})"] = s
+    if samples:
+        name = f"samples_{dataset}.png"
+        figures.sample_grid(fig_dir / name, samples, cls().reference_points())
+        out.append((f"{dataset}: final samples", name))
+    return out

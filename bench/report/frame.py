@@ -1,0 +1,51 @@
+"""MLflow -> tidy pandas frames. Reports are built only from what the tracking store holds, so
+they can be rebuilt at any time, from a local store or a remote server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DONE = ("finished", "diverged")
+TAGS = ("dataset", "method", "label", "family", "suite", "status", "config_hash")
+
+
+def runs_frame(tracker, experiment: str) -> pd.DataFrame:
+    """One row per completed run: tags, final `eval/*` and `summary/*` metrics, params (dict)."""
+    rows = []
+    for r in tracker.runs(experiment, finished_only=True):
+        tags = r.data.tags
+        if tags.get("status") not in DONE:
+            continue
+        row = {"run_id": r.info.run_id, "seed": int(tags.get("seed", -1))}
+        row |= {t: tags.get(t, "") for t in TAGS}
+        row["start_time"] = pd.Timestamp(r.info.start_time, unit="ms")
+        row |= {k: v for k, v in r.data.metrics.items() if k.startswith(("eval/", "summary/"))}
+        row["params"] = dict(r.data.params)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    # A (config, seed) finished twice (e.g. two suites writing at once) counts once: the latest.
+    df = df.sort_values("start_time").drop_duplicates(["config_hash", "seed"], keep="last")
+    return df.sort_values(["dataset", "label", "seed"]).reset_index(drop=True)
+
+
+def metric_history(tracker, runs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Long frame (run_id, label, seed, step, value) of one metric over training."""
+    rows = []
+    for r in runs.itertuples():
+        for m in tracker.client.get_metric_history(r.run_id, key):
+            rows.append((r.run_id, r.label, r.seed, m.step, m.value))
+    return pd.DataFrame(rows, columns=["run_id", "label", "seed", "step", "value"])
+
+
+def download_samples(tracker, run_id: str, folder: Path) -> np.ndarray | None:
+    """The final samples a run stored as `samples.npy`, or None."""
+    try:
+        path = tracker.client.download_artifacts(run_id, "samples.npy", str(folder))
+    except Exception:  # no such artifact (e.g. a run of an older version): plot nothing
+        return None
+    return np.load(path)

@@ -1,0 +1,232 @@
+"""Experiment tracking behind a thin interface: MLflow, or a null tracker (tests, `--no-track`).
+
+MLflow is imported lazily (it is slow to import) and used through `MlflowClient`, never the
+global fluent API, so several trackers can coexist in one process. Metrics are buffered by the
+trainer's logging interval and sent with `log_batch`, so even a remote server over HTTP adds only
+a few percent to a run. A run counts as done only once it is terminated FINISHED with a `status`
+tag; anything else (RUNNING after a kill, FAILED, KILLED) is redone on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ConfigError
+
+DEFAULT_STORE = Path("runs")  # relative to the working directory: the project folder under make
+
+
+def default_tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` when set, else an SQLite store in ./runs."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+
+
+class NullRun:
+    """Accepts everything, keeps nothing."""
+
+    run_id = None
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def log_artifacts(self, folder: Path) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        pass
+
+
+class NullTracker:
+    uri = "none"
+
+    def done_keys(self, experiment: str) -> set[tuple[str, int]]:
+        return set()
+
+    @contextmanager
+    def start_run(self, experiment: str, name: str, tags: dict[str, Any], params: dict[str, str]):
+        yield NullRun()
+
+
+class MlflowRun:
+    def __init__(self, client: Any, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        ts = _now_ms()
+        items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if _loggable(v)]
+        for i in range(0, len(items), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_artifacts(self, folder: Path) -> None:
+        self.client.log_artifacts(self.run_id, str(folder))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+class MlflowTracker:
+    """MLflow at `uri`: an SQLite file, a database URL, or a (remote) `mlflow server`."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = uri or default_tracking_uri()
+        check_reachable(self.uri)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self._experiments: dict[str, str] = {}
+
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        if name not in self._experiments:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                if not create:
+                    return None
+                exp_id = self.client.create_experiment(
+                    name, artifact_location=self._artifacts(name)
+                )
+            else:
+                exp_id = exp.experiment_id
+            self._experiments[name] = exp_id
+        return self._experiments[name]
+
+    def _artifacts(self, experiment: str) -> str | None:
+        """Artifacts of a local SQLite store live beside it; a server decides its own."""
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri.removeprefix("sqlite:///"))
+            return (db.parent / "artifacts" / experiment).resolve().as_uri()
+        return None
+
+    def runs(self, experiment: str, finished_only: bool = False) -> list[Any]:
+        exp_id = self.experiment_id(experiment, create=False)
+        if exp_id is None:
+            return []
+        query = "attributes.status = 'FINISHED'" if finished_only else ""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([exp_id], query, max_results=1000, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def done_keys(self, experiment: str) -> set[tuple[str, int]]:
+        """(config hash, seed) of every run that finished (or diverged, which is a result)."""
+        return {
+            (r.data.tags["config_hash"], int(r.data.tags["seed"]))
+            for r in self.runs(experiment, finished_only=True)
+            if r.data.tags.get("status") in ("finished", "diverged")
+            and "config_hash" in r.data.tags
+        }
+
+    def delete_incomplete(self, experiment: str, key: tuple[str, int]) -> None:
+        """Remove leftovers of a killed or failed attempt at `key`, so a redo is no duplicate."""
+        for r in self.runs(experiment):
+            tags = r.data.tags
+            if (tags.get("config_hash"), tags.get("seed")) == (key[0], str(key[1])) and not (
+                r.info.status == "FINISHED" and tags.get("status") in ("finished", "diverged")
+            ):
+                self.client.delete_run(r.info.run_id)
+
+    @contextmanager
+    def start_run(self, experiment: str, name: str, tags: dict[str, Any], params: dict[str, str]):
+        """A run that ends FINISHED when the block completes, KILLED on Ctrl-C, FAILED on error."""
+        from mlflow.entities import Param
+
+        exp_id = self.experiment_id(experiment)
+        if "config_hash" in tags:
+            self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
+        run = self.client.create_run(
+            exp_id, tags={k: str(v) for k, v in tags.items()}, run_name=name
+        )
+        run_id = run.info.run_id
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+        try:
+            yield MlflowRun(self.client, run_id)
+        except KeyboardInterrupt:
+            self.client.set_terminated(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, with one line, on a tracking URI that cannot work (before any training)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as resp:
+                if resp.status != 200:
+                    raise OSError(f"HTTP {resp.status}")
+        except (OSError, urllib.error.URLError) as e:
+            raise ConfigError(f"tracking URI {uri!r} is unreachable ({_reason(e)})") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not _writable_dir(folder):
+            raise ConfigError(f"tracking URI {uri!r}: folder {str(folder)!r} is not writable")
+    elif "://" not in uri:
+        raise ConfigError(
+            f"tracking URI {uri!r} is not a URI; use sqlite:///PATH, http://HOST:PORT or a DB URL"
+        )
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Whether `folder` exists writable, or could be created (checked without creating it)."""
+    p = folder.resolve()
+    while not p.exists():
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
+def writable_file_path(path: Path) -> bool:
+    return _writable_dir(path.parent) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _reason(e: BaseException) -> str:
+    reason = getattr(e, "reason", None) or e
+    return str(reason).strip() or type(e).__name__
+
+
+def _loggable(v: Any) -> bool:
+    """Numbers, NaN included (MLflow stores it); not booleans or None."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def write_json(folder: Path, name: str, obj: Any) -> Path:
+    path = folder / name
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    return path
+
+
+@contextmanager
+def artifact_folder():
+    with tempfile.TemporaryDirectory(prefix="bench-artifacts-") as d:
+        yield Path(d)

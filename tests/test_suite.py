@@ -1,0 +1,119 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import bench.suite as suite_mod
+from bench.errors import ConfigError
+from bench.record import config_hash
+from bench.suite import PRESETS, Suite, load_suite, run_suite
+from bench.tracking import MlflowTracker
+
+MICRO = PRESETS["micro"]
+
+
+def test_suite_runs_every_entry_once_and_resumes_by_skipping(mlflow_tracker):
+    counts = run_suite(MICRO, mlflow_tracker, "t-suite", "cpu", progress=False)
+    assert (counts["total"], counts["skipped"], counts["finished"]) == (4, 0, 4)
+    again = run_suite(MICRO, mlflow_tracker, "t-suite", "cpu", progress=False)
+    assert (again["skipped"], again["finished"]) == (4, 0)
+    assert len(mlflow_tracker.runs("t-suite")) == 4
+
+
+def test_interrupted_run_is_marked_killed_and_redone_without_duplicates(
+    mlflow_tracker, monkeypatch
+):
+    real = suite_mod.run_tracked
+    calls = []
+
+    def interrupt_second(cfg, tracker, experiment, **kw):
+        calls.append(cfg)
+        if len(calls) == 2:
+            kw["progress"] = False
+            with tracker.start_run(experiment, "x", {"config_hash": config_hash(cfg),
+                                                     "seed": cfg.seed}, {}):  # fmt: skip
+                raise KeyboardInterrupt
+        return real(cfg, tracker, experiment, **kw)
+
+    monkeypatch.setattr(suite_mod, "run_tracked", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(MICRO, mlflow_tracker, "t-kill", "cpu", progress=False)
+    statuses = sorted(r.info.status for r in mlflow_tracker.runs("t-kill"))
+    assert statuses == ["FINISHED", "KILLED"]
+    monkeypatch.setattr(suite_mod, "run_tracked", real)
+    counts = run_suite(MICRO, mlflow_tracker, "t-kill", "cpu", progress=False)
+    assert (counts["skipped"], counts["finished"]) == (1, 3)
+    runs = mlflow_tracker.runs("t-kill")  # the killed leftover was removed before its redo
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+SLOW_MICRO = """
+name = "killme"
+datasets = ["ring8"]
+seeds = [0, 1, 2]
+methods = [["none", {}], ["norm_clip", {max_norm = "0.5"}]]
+[train]
+steps = 400
+batch_size = 64
+eval_every = 200
+eval_samples = 500
+[model]
+hidden = 32
+"""
+
+
+def test_killing_a_suite_process_and_rerunning_it_finishes_exactly_once(tmp_path):
+    toml = tmp_path / "killme.toml"
+    toml.write_text(SLOW_MICRO)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cmd = [sys.executable, "-m", "bench", "suite", "--suite", str(toml), "--tracking-uri", uri,
+           "--no-progress", "--no-report", "--device", "cpu"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tracker = None
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until at least one run has finished, then kill -9
+        time.sleep(0.3)
+        if tracker is None and (tmp_path / "mlflow.db").exists():
+            time.sleep(1.0)  # let the store finish creating its tables
+            tracker = MlflowTracker(uri)
+        if tracker is not None and len(tracker.done_keys("killme")) >= 1:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(tracker.done_keys("killme"))
+    assert 1 <= done_before < 6, "the kill must land mid-suite"
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    runs = tracker.runs("killme")
+    keys = [(r.data.tags["config_hash"], r.data.tags["seed"]) for r in runs]
+    assert len(runs) == 6 and len(set(keys)) == 6
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_suite_file_errors_name_the_bad_value(tmp_path):
+    with pytest.raises(ConfigError, match="unknown suite 'fast'"):
+        load_suite("fast")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('methods = [["clipper", {}]]')
+    with pytest.raises(ConfigError, match="unknown method 'clipper'"):
+        load_suite(str(bad))
+    bad.write_text("datasets = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_suite(str(bad))
+    s = Suite("x", ("ring8",), (("value_clip", {"clip_value": "-1"}),), (0,))
+    with pytest.raises(ConfigError, match="clip_value=-1.0"):
+        s.entries()
+
+
+def test_quick_suite_covers_every_method_on_both_mixtures():
+    from bench.methods import method_registry
+
+    quick = PRESETS["quick"]
+    assert {m for m, _ in quick.methods} == set(method_registry.names())
+    assert quick.datasets == ("ring8", "grid25") and len(quick.seeds) == 3
+    assert len(PRESETS["full"].seeds) == 10
