@@ -1,5 +1,6 @@
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_run_is_recorded_with_tags_params_metrics_and_artifacts(mlflow_tracker, 
     files = {f.path for f in mlflow_tracker.client.list_artifacts(run.info.run_id)}
     assert files == {"config.json", "result.json", "samples.npy", "samples.png", "grad_norms.png"}
     path = mlflow_tracker.client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))
-    assert json.loads(open(path).read()) == json.loads(json.dumps(cfg.to_dict()))
+    assert json.loads(Path(path).read_text()) == json.loads(json.dumps(cfg.to_dict()))
     assert mlflow_tracker.done_keys("t-record") == {(config_hash(cfg), 2)}
 
 

@@ -23,9 +23,10 @@ def _frame():
     }  # fmt: skip
     for label, (modes, kl, status) in data.items():
         for seed, (m, k, s) in enumerate(zip(modes, kl, status, strict=True)):
+            clip = 0.5 if label != "none" else 0.0
             rows.append({"label": label, "seed": seed, "status": s, "eval/modes": m,
                          "eval/reverse_kl": k, "eval/all_modes": float(m == 8),
-                         "summary/clip_rate/discriminator": 0.5 if label != "none" else 0.0})  # fmt: skip
+                         "summary/clip_rate/discriminator": clip})  # fmt: skip
     return pd.DataFrame(rows)
 
 
