@@ -6,23 +6,9 @@ import pytest
 
 from bench.__main__ import main
 
-TINY = [
-    "--steps",
-    "6",
-    "--batch-size",
-    "16",
-    "--hidden",
-    "8",
-    "--eval-every",
-    "3",
-    "--log-every",
-    "3",
-    "--eval-samples",
-    "100",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+TINY = ["--steps", "6", "--batch-size", "16", "--hidden", "8", "--eval-every", "3",
+        "--log-every", "3", "--eval-samples", "100", "--no-progress", "--device", "cpu",
+        "--no-track"]  # fmt: skip
 
 
 def test_run_prints_one_json_line_with_status_metrics_and_config(capsys):
@@ -139,3 +125,48 @@ def test_list_shows_every_method_with_parameters_and_datasets(capsys):
     out = capsys.readouterr().out
     for word in ("value_clip", "clip_value", "zclip", "z_thresh", "ring8", "grid25", "> 0.0"):
         assert word in out
+
+
+def test_run_is_tracked_in_the_given_store(mlflow_tracker, capsys):
+    args = [a for a in TINY if a != "--no-track"]
+    code = main(["run", "--dataset", "ring8", "--tracking-uri", mlflow_tracker.uri,
+                 "--experiment", "cli-run", *args])  # fmt: skip
+    assert code == 0 and json.loads(capsys.readouterr().out)["status"] == "finished"
+    assert len(mlflow_tracker.runs("cli-run")) == 1
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_store_or_unwritable_report_exit_2_before_training(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cases = [
+        (["suite", "--suite", "micro", "--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
+         "unreachable"),
+        (["suite", "--suite", "micro", "--report", f"{blocker}/r.md"], "not writable"),
+        (["suite", "--suite", "nope"], "unknown suite 'nope'"),
+        (["report", "--experiment", "x", "--out", f"{blocker}/r.md"], "not writable"),
+        (["report", "--experiment", "x", "--out", "r.txt"], "must end in .md"),
+        (["run", "--dataset", "ring8", "--tracking-uri", f"sqlite:///{blocker}/d"], "not writable"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        code = main([*args, "--no-progress"] if args[0] != "report" else args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and expected in err[0], (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing trained or written
+
+
+def test_report_of_an_unknown_experiment_exits_2(mlflow_tracker, tmp_path, capsys):
+    out = tmp_path / "r.md"
+    code = main(["report", "--experiment", "never-ran", "--out", str(out),
+                 "--tracking-uri", mlflow_tracker.uri])  # fmt: skip
+    assert code == 2 and "no finished runs" in capsys.readouterr().err and not out.exists()
