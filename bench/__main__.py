@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +211,14 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _interrupt(signum, frame):  # SIGTERM ends work like Ctrl-C: the current run is marked KILLED
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "list":
             cmd_list()

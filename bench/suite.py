@@ -82,7 +82,7 @@ PRESETS = {
     # ~15 minutes on a 2-core CPU: both mixtures, every method with its defaults, 3 seeds.
     "quick": Suite(
         "quick", ("ring8", "grid25"), ALL_METHODS, (0, 1, 2),
-        train={"steps": 1500, "eval_every": 500, "log_every": 100},
+        train={"steps": 1200, "eval_every": 300, "log_every": 100},
     ),
     # For a GPU: 10 seeds, longer training.
     "full": Suite(
