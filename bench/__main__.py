@@ -1,4 +1,4 @@
-"""Command line: `python -m bench list | run | suite | report` (also installed as `gan-bench`).
+"""Command line: `python -m bench list | run | suite | sweep | report` (installed as `gan-bench`).
 
 Names become objects only here (and in the suite and sweep runners). Bad input exits with code 2
 and one line on stderr naming the bad value and what is allowed, before anything is trained.
@@ -74,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-report", action="store_true")
     s.add_argument("--no-progress", action="store_true")
     _tracking_args(s, default_experiment=None)
+    s.add_argument(
+        "--storage", help="Optuna storage for suites that sweep (default runs/optuna.db)"
+    )
+    sw = sub.add_parser("sweep", help="Optuna search of a method's clip range")
+    sw.add_argument("--dataset", required=True)
+    sw.add_argument("--method", required=True)
+    sw.add_argument("--trials", type=int, default=20, help="trials that complete, prune or fail")
+    sw.add_argument("--tuning-seeds", default="1000", help="comma-separated; never reporting seeds")
+    sw.add_argument("--storage", help="sqlite:///PATH (default runs/optuna.db) or postgresql://...")
+    sw.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    sw.add_argument("--suite", default="adhoc", help="names the study: SUITE.DATASET.METHOD")
+    sw.add_argument("--pruner", default="median", help="median, halving or none")
+    sw.add_argument("--multi-objective", action="store_true", help="quality vs coverage (Pareto)")
+    sw.add_argument("--heartbeat", type=int, default=10, help="seconds; a dead worker's trial "
+                    "fails after 3 missed beats")  # fmt: skip
+    sw.add_argument("--device", default="auto")
+    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
+        sw.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
+    _tracking_args(sw, default_experiment="sweeps")
+    sw.add_argument("--no-track", action="store_true")
     rep = sub.add_parser("report", help="markdown report of an experiment, from MLflow alone")
     rep.add_argument("--experiment", required=True)
     rep.add_argument("--out", help="default reports/EXPERIMENT.md")
@@ -126,6 +146,37 @@ def cmd_list() -> None:
     print()
     drows = [[n, dataset_registry.get(n).description] for n in dataset_registry.names()]
     print(tabulate(drows, ["dataset", "description"]))
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"seeds {text!r} are not comma-separated integers") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.run import resolve_device
+    from bench.sweep import SweepConfig, default_storage, make_storage, run_sweep
+    from bench.tracking import MlflowTracker, NullTracker
+
+    train = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    cfg = SweepConfig(
+        args.dataset, args.method, args.trials, _seeds(args.tuning_seeds), train, model,
+        suite=args.suite, multi_objective=args.multi_objective, pruner=args.pruner,
+        device=resolve_device(args.device),
+    )  # fmt: skip
+    cfg.validate()
+    if args.workers < 1:
+        raise ConfigError(f"workers={args.workers} is not allowed; allowed: >= 1")
+    if args.heartbeat < 1:
+        raise ConfigError(f"heartbeat={args.heartbeat} is not allowed; allowed: >= 1")
+    storage = args.storage or default_storage()
+    make_storage(storage, args.heartbeat)  # fails fast on a bad URL
+    tracker = NullTracker() if args.no_track else MlflowTracker(args.tracking_uri)
+    return run_sweep(cfg, storage, workers=args.workers, tracker=tracker,
+                     experiment=args.experiment, heartbeat=args.heartbeat)  # fmt: skip
 
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,8 +232,15 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     suite.entries(device)  # validate every run of the suite first
     out = None if args.no_report else report_path(args.report, experiment)
+    storage = None
+    if suite.sweep:
+        from bench.sweep import default_storage, make_storage
+
+        storage = args.storage or default_storage()
+        make_storage(storage)  # fails fast on a bad URL
     tracker = MlflowTracker(args.tracking_uri)
-    counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress)
+    counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress,
+                       storage=storage)  # fmt: skip
     summary = {"suite": suite.name, "experiment": experiment} | counts
     if out is not None:
         from bench.report import build_report
@@ -223,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             cmd_list()
         else:
-            command = {"run": cmd_run, "suite": cmd_suite, "report": cmd_report}[args.command]
+            command = {"run": cmd_run, "suite": cmd_suite, "sweep": cmd_sweep,
+                       "report": cmd_report}[args.command]  # fmt: skip
             print(json.dumps(_finite(command(args))), flush=True)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

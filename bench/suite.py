@@ -55,18 +55,57 @@ class Suite:
     seeds: tuple[int, ...]
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    # Optional tuning: {"trials", "tuning_seeds", "train" (overrides for tuning runs), "pruner"}
+    sweep: dict[str, Any] | None = None
 
-    def entries(self, device: str = "cpu") -> list[tuple[RunConfig, str]]:
-        """Every (resolved config, label) of the suite, validated; seeds vary fastest within a
-        dataset so that a partial suite already covers every method."""
+    def entries(
+        self, device: str = "cpu", tuned: dict | None = None
+    ) -> list[tuple[RunConfig, str]]:
+        """Every (resolved config, label) of the suite, validated; methods vary fastest so that
+        a partial suite already covers every method. `tuned[(dataset, method)]` holds the
+        parameters a sweep chose."""
+        self._check_seeds()
         labels = _labels(self.methods)
         out = []
         for dataset in self.datasets:
             for seed in self.seeds:
                 for (name, params), label in zip(self.methods, labels, strict=True):
+                    chosen = (tuned or {}).get((dataset, name), {})
+                    params = params | {k: repr(v) for k, v in chosen.items()}
                     cfg = resolve(dataset, [(name, params)], self.train, self.model, seed, device)
                     out.append((cfg, label))
         return out
+
+    def _check_seeds(self) -> None:
+        if not self.sweep:
+            return
+        overlap = set(self.sweep.get("tuning_seeds", ())) & set(self.seeds)
+        if overlap:
+            raise ConfigError(
+                f"suite {self.name!r}: seeds {sorted(overlap)} are both tuning and reporting "
+                "seeds; tuning seeds must not be reporting seeds"
+            )
+        if any(params for _, params in self.methods):
+            raise ConfigError(f"suite {self.name!r}: a sweeping suite takes methods without params")
+
+    def sweep_configs(self, device: str) -> list:
+        """One SweepConfig per (dataset, method) that has something to search."""
+        from bench.methods import search_space
+        from bench.sweep import SweepConfig
+
+        if not self.sweep:
+            return []
+        s = self.sweep
+        return [
+            SweepConfig(
+                dataset, name, int(s.get("trials", 20)), tuple(s.get("tuning_seeds", (1000,))),
+                train=self.train | dict(s.get("train", {})), model=self.model, suite=self.name,
+                pruner=s.get("pruner", "median"), device=device,
+            )
+            for dataset in self.datasets
+            for name, _ in self.methods
+            if search_space(method_registry.get(name))
+        ]  # fmt: skip
 
 
 def _labels(methods) -> list[str]:
@@ -79,15 +118,20 @@ def _labels(methods) -> list[str]:
 
 
 PRESETS = {
-    # ~15 minutes on a 2-core CPU: both mixtures, every method with its defaults, 3 seeds.
+    # ~15-20 minutes on a 2-core CPU: both mixtures, every method; each method's range swept
+    # with 4 trials on tuning seed 100, the choice retrained on reporting seeds 0-2.
     "quick": Suite(
         "quick", ("ring8", "grid25"), ALL_METHODS, (0, 1, 2),
-        train={"steps": 1200, "eval_every": 300, "log_every": 100},
+        train={"steps": 1000, "eval_every": 250, "log_every": 100},
+        sweep={"trials": 4, "tuning_seeds": (100,), "pruner": "median",
+               "train": {"steps": 500, "eval_every": 125}},
     ),
-    # For a GPU: 10 seeds, longer training.
+    # For a GPU: 20 trials on 2 tuning seeds, 10 reporting seeds, longer training.
     "full": Suite(
         "full", ("ring8", "grid25"), ALL_METHODS, tuple(range(10)),
         train={"steps": 20000, "eval_every": 1000, "log_every": 100},
+        sweep={"trials": 20, "tuning_seeds": (100, 101), "pruner": "median",
+               "train": {"steps": 5000, "eval_every": 500}},
     ),
     # Seconds: for tests and smoke checks.
     "micro": Suite(
@@ -114,7 +158,7 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"suite file {str(path)!r} cannot be read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"suite file {str(path)!r} is not valid TOML ({e})") from None
-    unknown = set(raw) - {"name", "datasets", "methods", "seeds", "train", "model"}
+    unknown = set(raw) - {"name", "datasets", "methods", "seeds", "train", "model", "sweep"}
     if unknown:
         raise ConfigError(f"suite file {str(path)!r}: unknown keys {sorted(unknown)}")
     methods = tuple(_method_entry(m) for m in raw.get("methods", [["none", {}]]))
@@ -125,6 +169,7 @@ def load_suite(name_or_path: str) -> Suite:
         seeds=tuple(int(s) for s in raw.get("seeds", [0])),
         train=dict(raw.get("train", {})),
         model=dict(raw.get("model", {})),
+        sweep=dict(raw["sweep"]) if "sweep" in raw else None,
     )
 
 
@@ -136,9 +181,30 @@ def _method_entry(item: Any) -> tuple[str, dict[str, str]]:
     return name, {k: str(v) for k, v in params.items()}
 
 
-def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: bool = True) -> dict:
-    """Run every entry not yet done; returns counts (total, skipped, finished, diverged)."""
-    entries = suite.entries(device)  # validates everything before anything runs
+def run_sweeps(suite: Suite, tracker, experiment: str, device: str, storage: str | None,
+               progress: bool) -> dict[tuple[str, str], dict[str, float]]:  # fmt: skip
+    """Sweep each (dataset, method) with the suite's equal budget; the chosen parameters."""
+    from bench.sweep import default_storage, run_sweep
+
+    configs = suite.sweep_configs(device)
+    for c in configs:
+        c.validate()
+    tuned = {}
+    for c in tqdm(configs, desc=f"sweeps {suite.name}", unit="study", disable=not progress,
+                  file=sys.stderr):  # fmt: skip
+        summary = run_sweep(c, storage or default_storage(), tracker=tracker,
+                            experiment=experiment)  # fmt: skip
+        tuned[(c.dataset, c.method)] = summary["best_params"]
+    return tuned
+
+
+def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: bool = True,
+              storage: str | None = None) -> dict:  # fmt: skip
+    """Sweep (when the suite says so), then run every entry not yet done on the reporting seeds;
+    returns counts (total, skipped, finished, diverged)."""
+    suite.entries(device)  # validates everything before anything runs
+    tuned = run_sweeps(suite, tracker, experiment, device, storage, progress)
+    entries = suite.entries(device, tuned)
     done = tracker.done_keys(experiment)
     todo = [(c, lbl) for c, lbl in entries if (config_hash(c), c.seed) not in done]
     counts = {"total": len(entries), "skipped": len(entries) - len(todo), "finished": 0,

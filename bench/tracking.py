@@ -43,6 +43,9 @@ class NullRun:
     def log_artifacts(self, folder: Path) -> None:
         pass
 
+    def log_params(self, params: dict[str, str]) -> None:
+        pass
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         pass
 
@@ -53,8 +56,17 @@ class NullTracker:
     def done_keys(self, experiment: str) -> set[tuple[str, int]]:
         return set()
 
+    def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> NullRun:
+        return NullRun()
+
+    def finish(self, run: NullRun) -> None:
+        pass
+
     @contextmanager
-    def start_run(self, experiment: str, name: str, tags: dict[str, Any], params: dict[str, str]):
+    def start_run(
+        self, experiment: str, name: str, tags: dict[str, Any], params: dict[str, str],
+        parent: Any = None,
+    ):  # fmt: skip
         yield NullRun()
 
 
@@ -72,6 +84,13 @@ class MlflowRun:
 
     def log_artifacts(self, folder: Path) -> None:
         self.client.log_artifacts(self.run_id, str(folder))
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -147,23 +166,39 @@ class MlflowTracker:
             ):
                 self.client.delete_run(r.info.run_id)
 
+    def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> MlflowRun:
+        """The run named `name` carrying `tags` (e.g. one per Optuna study), found again on
+        resume, created otherwise; its children are nested under it in the UI."""
+        wanted = {k: str(v) for k, v in tags.items()}
+        for r in self.runs(experiment):
+            if r.info.run_name == name and all(r.data.tags.get(k) == v for k, v in wanted.items()):
+                return MlflowRun(self.client, r.info.run_id)
+        exp_id = self.experiment_id(experiment)
+        run = self.client.create_run(exp_id, tags=wanted, run_name=name)
+        return MlflowRun(self.client, run.info.run_id)
+
+    def finish(self, run: MlflowRun) -> None:
+        self.client.set_terminated(run.run_id, "FINISHED")
+
     @contextmanager
-    def start_run(self, experiment: str, name: str, tags: dict[str, Any], params: dict[str, str]):
+    def start_run(
+        self, experiment: str, name: str, tags: dict[str, Any], params: dict[str, str],
+        parent: MlflowRun | None = None,
+    ):  # fmt: skip
         """A run that ends FINISHED when the block completes, KILLED on Ctrl-C, FAILED on error."""
-        from mlflow.entities import Param
 
         exp_id = self.experiment_id(experiment)
         if "config_hash" in tags:
             self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
-        run = self.client.create_run(
-            exp_id, tags={k: str(v) for k, v in tags.items()}, run_name=name
-        )
+        tags = {k: str(v) for k, v in tags.items()}
+        if parent is not None:
+            tags["mlflow.parentRunId"] = parent.run_id
+        run = self.client.create_run(exp_id, tags=tags, run_name=name)
         run_id = run.info.run_id
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
+        handle = MlflowRun(self.client, run_id)
+        handle.log_params(params)
         try:
-            yield MlflowRun(self.client, run_id)
+            yield handle
         except KeyboardInterrupt:
             self.client.set_terminated(run_id, "KILLED")
             raise
@@ -184,7 +219,7 @@ def check_reachable(uri: str) -> None:
             raise ConfigError(f"tracking URI {uri!r} is unreachable ({_reason(e)})") from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not _writable_dir(folder):
+        if not writable_dir(folder):
             raise ConfigError(f"tracking URI {uri!r}: folder {str(folder)!r} is not writable")
     elif "://" not in uri:
         raise ConfigError(
@@ -192,7 +227,7 @@ def check_reachable(uri: str) -> None:
         )
 
 
-def _writable_dir(folder: Path) -> bool:
+def writable_dir(folder: Path) -> bool:
     """Whether `folder` exists writable, or could be created (checked without creating it)."""
     p = folder.resolve()
     while not p.exists():
@@ -201,7 +236,7 @@ def _writable_dir(folder: Path) -> bool:
 
 
 def writable_file_path(path: Path) -> bool:
-    return _writable_dir(path.parent) and (not path.exists() or os.access(path, os.W_OK))
+    return writable_dir(path.parent) and (not path.exists() or os.access(path, os.W_OK))
 
 
 def _reason(e: BaseException) -> str:

@@ -27,6 +27,8 @@ class Dataset:
     # (metric, "min" or "max"): what the report tabulates, in order, and which way is better
     report_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
     success_metric: ClassVar[str | None] = None  # a 0/1 metric: 1 means the run succeeded
+    # (metric, "min"/"max") pair for multi-objective sweeps: quality vs coverage
+    pareto_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -34,6 +36,11 @@ class Dataset:
     def evaluate(self, generate: Callable[[int], torch.Tensor], n: int) -> dict[str, float]:
         """Score `n` samples drawn by `generate(batch)`; keys without the `eval/` prefix."""
         raise NotImplementedError
+
+    def objective(self, metric: str, value: float) -> float:
+        """`value` of `metric` as a sweep objective: a dataset may give an undefined (NaN)
+        metric its worst defined value instead, so that the sampler still learns from it."""
+        return value
 
     def reference_points(self):
         """Points to mark on sample plots (the mixture means), or None."""

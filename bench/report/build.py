@@ -21,6 +21,7 @@ from bench.report.tables import (
     method_table,
     significance_table,
 )
+from bench.report.tuning import tuning_section
 
 METRIC_TEXT = {
     "modes": "components nearest to at least one high-quality sample (of K)",
@@ -42,7 +43,8 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     parts = [_header(df, experiment, tracker.uri), _protocol_card(df)]
     for dataset in sorted(df.dataset.unique()):
-        parts.append(_dataset_section(tracker, df[df.dataset == dataset], dataset, fig_dir, out))
+        parts.append(_dataset_section(tracker, df[df.dataset == dataset], dataset, fig_dir,
+                                      experiment))  # fmt: skip
     parts.append(CONTEXT)
     out.write_text("\n\n".join(parts) + "\n")
     return out
@@ -108,12 +110,14 @@ def _recipes(df: pd.DataFrame) -> str:
     return pd.DataFrame(table, columns=cols).to_markdown(index=False)
 
 
-def _dataset_section(tracker, df, dataset, fig_dir: Path, out: Path) -> str:
+def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> str:
     cls = dataset_registry.get(dataset)
     metrics, primary = list(cls.report_metrics), cls.primary_metric
     table = method_table(df, metrics, primary, cls.success_metric)
     sig = significance_table(df, metrics)
     figs = _figures(tracker, df, dataset, cls, fig_dir)
+    direction = {"minimize": "min", "maximize": "max"}[cls.direction]
+    tuning = tuning_section(tracker, experiment, dataset, direction, fig_dir)
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
     return (
@@ -128,7 +132,7 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, out: Path) -> str:
         "Two-sided Mann-Whitney U test per metric against `none`, p-values Holm-corrected over "
         "the methods in this table (**bold**: < 0.05); delta: Cliff's delta, P(method > none) - "
         f"P(method < none).{_power_note(df)}\n\n"
-        f"### Figures\n\n{images}"
+        f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
     )
 
 

@@ -17,7 +17,7 @@ def runs_frame(tracker, experiment: str) -> pd.DataFrame:
     rows = []
     for r in tracker.runs(experiment, finished_only=True):
         tags = r.data.tags
-        if tags.get("status") not in DONE:
+        if tags.get("status") not in DONE or tags.get("kind") in ("study", "trial"):
             continue
         row = {"run_id": r.info.run_id, "seed": int(tags.get("seed", -1))}
         row |= {t: tags.get(t, "") for t in TAGS}

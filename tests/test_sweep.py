@@ -1,0 +1,170 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bench.errors import ConfigError
+from bench.sweep import Objective, SweepConfig, done_count, make_storage, open_study, run_sweep
+from bench.tracking import NullTracker
+
+TINY = {"steps": 20, "batch_size": 32, "eval_every": 5, "log_every": 5, "eval_samples": 200}
+MODEL = {"hidden": 16}
+PG = "postgresql://root@127.0.0.1:5432/test"
+
+
+def tiny_sweep(trials=4, suite=None, **kw):
+    suite = suite or f"t{uuid.uuid4().hex[:8]}"
+    return SweepConfig("ring8", "norm_clip", trials, train=TINY | kw.pop("train", {}), model=MODEL,
+                       suite=suite, **kw)  # fmt: skip
+
+
+def _states(study):
+    return sorted(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def test_four_trial_sweep_leaves_four_trials_and_four_nested_runs(mlflow_tracker, tmp_path):
+    cfg = tiny_sweep(4)
+    out = run_sweep(cfg, f"sqlite:///{tmp_path}/o.db", tracker=mlflow_tracker, experiment="sw4")
+    assert out["trials"] == 4 and out["done"] == 4
+    runs = mlflow_tracker.runs("sw4")
+    parents = [r for r in runs if r.data.tags.get("kind") == "study"]
+    children = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert all("trial.max_norm" in r.data.params and "state" in r.data.tags for r in children)
+    assert {
+        t.params["max_norm"]
+        for t in open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db")).trials
+    } >= {1.0}  # noqa: E501  (the defaults come first)
+    parent = parents[0]
+    assert parent.data.tags["best.max_norm"] and parent.data.tags["space.max_norm"].startswith(
+        "log"
+    )
+    files = {f.path for f in mlflow_tracker.client.list_artifacts(parent.info.run_id)}
+    assert {"best_params.json", "optimization_history.png", "objective_vs_max_norm.png"} <= files
+
+
+def test_diverging_trials_fail_with_their_reason_and_the_study_goes_on(tmp_path):
+    cfg = tiny_sweep(2, train={"lr_g": 1e30, "lr_d": 1e30, "steps": 30})
+    out = run_sweep(cfg, f"sqlite:///{tmp_path}/o.db")
+    study = open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db"))
+    assert out["fail"] == 2 and done_count(study) == 2
+    assert all("diverged at step" in t.user_attrs["fail_reason"] for t in study.trials)
+
+
+def test_hopeless_trial_is_pruned_at_its_first_report():
+    cfg = tiny_sweep(3)
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    dist = {"max_norm": optuna.distributions.FloatDistribution(1e-2, 1e2, log=True)}
+    for _ in range(2):  # two finished trials that were excellent at every evaluation
+        study.add_trial(optuna.trial.create_trial(
+            params={"max_norm": 1.0}, distributions=dist, value=0.01,
+            intermediate_values={5: 0.01, 10: 0.01, 15: 0.01, 20: 0.01},
+        ))  # fmt: skip
+    tracker = NullTracker()
+    objective = Objective(cfg, tracker, "x", tracker.parent_run("x", "s", {}))
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[-1]
+    assert trial.state.name == "PRUNED"
+    assert list(trial.intermediate_values) == [5]  # stopped at the first evaluation of 4
+    assert "worse than the median" in trial.user_attrs["prune_reason"]
+
+
+def _run_workers(storage, cfg, workers):
+    return run_sweep(cfg, storage, workers=workers)
+
+
+def test_three_workers_run_exactly_the_requested_trials_on_sqlite(tmp_path):
+    cfg = tiny_sweep(7)
+    out = _run_workers(f"sqlite:///{tmp_path}/o.db", cfg, 3)
+    study = open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db"))
+    assert out["trials"] == 7 and len(study.trials) == 7 and done_count(study) == 7
+    assert sorted(t.number for t in study.trials) == list(range(7))
+
+
+def _postgres_ok() -> bool:
+    try:
+        make_storage(PG)
+        return True
+    except ConfigError:
+        return False
+
+
+def test_three_workers_share_one_study_on_postgresql():
+    if not _postgres_ok() and os.environ.get("CI"):
+        pytest.fail("PostgreSQL at 127.0.0.1:5432 must be reachable in CI")
+    if not _postgres_ok():
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    cfg = tiny_sweep(6)
+    try:
+        out = _run_workers(PG, cfg, 3)
+        study = open_study(cfg, make_storage(PG))
+        assert out["trials"] == 6 and len(study.trials) == 6 and done_count(study) == 6
+    finally:
+        optuna.delete_study(study_name=cfg.study_name, storage=PG)
+
+
+def test_killed_sweep_reruns_only_the_missing_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path}/o.db"
+    cmd = [sys.executable, "-m", "bench", "sweep", "--dataset", "ring8", "--method", "norm_clip",
+           "--trials", "5", "--storage", storage, "--heartbeat", "1", "--no-track",
+           "--steps", "150", "--batch-size", "32", "--hidden", "16", "--eval-every", "50",
+           "--log-every", "50", "--eval-samples", "200", "--device", "cpu",
+           "--suite", "kill"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cfg = SweepConfig("ring8", "norm_clip", 5, suite="kill")
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.5)
+        try:
+            done = done_count(open_study(cfg, make_storage(storage)))
+        except Exception:  # the first process is still creating the tables
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    study = open_study(cfg, make_storage(storage))
+    before = done_count(study)
+    assert 2 <= before < 5, "the kill must land mid-sweep"
+    time.sleep(3.5)  # > 3 missed heartbeats: the killed trial is stale
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    study = open_study(cfg, make_storage(storage))
+    assert done_count(study) == 5
+    new = [t for t in study.trials if t.number >= before]
+    stale = [
+        t for t in study.trials if t.state.name == "FAIL" and "fail_reason" not in t.user_attrs
+    ]
+    assert len(stale) <= 1 and len(study.trials) == 5 + len(stale)
+    assert len(new) == 5 - before + len(stale)
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--storage", "nonsense"], "not a URL"),
+        (["--storage", "postgresql://nobody@127.0.0.1:1/x"], "cannot be opened"),
+        (["--method", "clipper"], "unknown method 'clipper'"),
+        (["--trials", "0"], "trials=0"),
+        (["--pruner", "fast"], "pruner 'fast'"),
+        (["--tuning-seeds", "a,b"], "'a,b'"),
+    ],
+)
+def test_bad_sweep_input_exits_2_with_one_line(args, expected, tmp_path, monkeypatch, capsys):
+    from bench.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    base = ["sweep", "--dataset", "ring8", "--method", "norm_clip", "--no-track"]
+    if "--method" in args:
+        base = base[:3] + base[5:]
+    code = main(base + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "runs").exists()
