@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 from bench.methods import method_registry, search_space
 from bench.tracking import artifact_folder
@@ -85,7 +86,9 @@ def _importance(folder, study, plt) -> None:
     import optuna
 
     try:
-        importances = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # "importances will be equal" with one parameter
+            warnings.simplefilter("ignore", UserWarning)
+            importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError):  # too few distinct values to fit the model
         return
     fig, ax = plt.subplots(figsize=(5, 2 + 0.3 * len(importances)))

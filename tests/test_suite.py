@@ -117,3 +117,39 @@ def test_quick_suite_covers_every_method_on_both_mixtures():
     assert {m for m, _ in quick.methods} == set(method_registry.names())
     assert quick.datasets == ("ring8", "grid25") and len(quick.seeds) == 3
     assert len(PRESETS["full"].seeds) == 10
+
+
+def test_sweeping_suite_tunes_then_retrains_on_reporting_seeds_then_reports(
+    mlflow_tracker, tmp_path
+):
+    from bench.report import build_report
+
+    suite = Suite(
+        "msweep", ("ring8",), (("none", {}), ("norm_clip", {})), (0, 1),
+        train=MICRO.train, model=MICRO.model,
+        sweep={"trials": 2, "tuning_seeds": (100,), "train": {"steps": 10}},
+    )  # fmt: skip
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    counts = run_suite(suite, mlflow_tracker, "t-msweep", "cpu", progress=False, storage=storage)
+    assert (counts["total"], counts["finished"]) == (4, 4)
+    runs = mlflow_tracker.runs("t-msweep")
+    kinds = [r.data.tags.get("kind", "run") for r in runs]
+    assert (kinds.count("study"), kinds.count("trial"), kinds.count("run")) == (1, 2, 4)
+    (study,) = [r for r in runs if r.data.tags.get("kind") == "study"]
+    chosen = study.data.tags["best.max_norm"]
+    reported = [r for r in runs if r.data.tags.get("method") == "norm_clip"
+                and r.data.tags.get("kind", "run") == "run"]  # fmt: skip
+    assert {r.data.params["method.norm_clip.max_norm"] for r in reported} == {chosen}
+    assert {r.data.tags["seed"] for r in reported} == {"0", "1"}  # reporting seeds only
+    again = run_suite(suite, mlflow_tracker, "t-msweep", "cpu", progress=False, storage=storage)
+    assert again["finished"] == 0 and len(mlflow_tracker.runs("t-msweep")) == 7
+    text = build_report(mlflow_tracker, "t-msweep", tmp_path / "m.md").read_text()
+    assert "### Tuning" in text and "max_norm log[0.01, 100.0]" in text
+    assert (tmp_path / "m" / "budget_ring8.png").exists()
+    assert (tmp_path / "m" / "sensitivity_ring8.png").exists()
+
+
+def test_tuning_and_reporting_seeds_never_overlap():
+    s = Suite("x", ("ring8",), (("norm_clip", {}),), (0, 1), sweep={"tuning_seeds": (1,)})
+    with pytest.raises(ConfigError, match=r"seeds \[1\] are both tuning and reporting"):
+        s.entries()
