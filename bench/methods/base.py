@@ -70,6 +70,9 @@ class Method:
     name: ClassVar[str]
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     family: ClassVar[str] = "baseline"
+    # The method's own training recipe (TrainConfig fields), applied by `recipe` unless the
+    # config says `use_recipe=false`.
+    RECIPE: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.config_cls()
@@ -88,7 +91,9 @@ class Method:
         return spec
 
     def recipe(self, train: Any) -> Any:
-        return train
+        if not self.RECIPE or not getattr(self.config, "use_recipe", True):
+            return train
+        return dataclasses.replace(train, **self.RECIPE)
 
     def loss(self, role: str, terms: dict[str, torch.Tensor], ctx: LossContext):
         return terms

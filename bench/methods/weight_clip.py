@@ -5,7 +5,7 @@ c = 0.01, RMSprop lr 5e-5, n_critic 5, Wasserstein loss. That recipe is applied 
 recorded as `train.recipe = wgan`; `use_recipe=false` runs it on the shared recipe instead.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -24,19 +24,8 @@ class WeightClipConfig(MethodConfig):
 class WeightClip(Method):
     config_cls = WeightClipConfig
     family = "weight clipping"
-
-    def recipe(self, train):
-        if not self.config.use_recipe:
-            return train
-        return replace(
-            train,
-            loss="wasserstein",
-            optimizer="rmsprop",
-            lr_g=5e-5,
-            lr_d=5e-5,
-            n_critic=5,
-            recipe="wgan",
-        )
+    RECIPE = {"loss": "wasserstein", "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5,
+              "n_critic": 5, "recipe": "wgan"}  # fmt: skip
 
     @torch.no_grad()
     def after_step(self, role, model):

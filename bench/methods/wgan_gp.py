@@ -6,7 +6,7 @@ lambda = 10, with Wasserstein loss, n_critic 5, Adam lr 1e-4, betas (0.5, 0.9) a
 in the critic. That recipe is applied by default (`train.recipe = wgan_gp`).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -26,21 +26,8 @@ class WganGpConfig(MethodConfig):
 class WganGp(Method):
     config_cls = WganGpConfig
     family = "penalty"
-
-    def recipe(self, train):
-        if not self.config.use_recipe:
-            return train
-        return replace(
-            train,
-            loss="wasserstein",
-            optimizer="adam",
-            lr_g=1e-4,
-            lr_d=1e-4,
-            beta1=0.5,
-            beta2=0.9,
-            n_critic=5,
-            recipe="wgan_gp",
-        )
+    RECIPE = {"loss": "wasserstein", "optimizer": "adam", "lr_g": 1e-4, "lr_d": 1e-4,
+              "beta1": 0.5, "beta2": 0.9, "n_critic": 5, "recipe": "wgan_gp"}  # fmt: skip
 
     def loss(self, role, terms, ctx):
         real, fake = ctx.real.detach(), ctx.fake.detach()
