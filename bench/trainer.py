@@ -81,21 +81,9 @@ class Trainer:
         self.G, self.D = generator.to(self.device), discriminator.to(self.device)
         for m in methods:
             m.collect_stats = train.stats
-        lrs = {"generator": train.lr_g, "discriminator": train.lr_d}
         self.roles = {
-            role: _Role(
-                model=model,
-                opt=make_optimizer(model.parameters(), train, lrs[role]),
-                scaler=torch.amp.GradScaler(self.device.type, enabled=train.amp),
-                methods=[m for m in methods if role in m.config.targets],
-                params=[p for p in model.parameters() if p.requires_grad],
-                touches_grads=any(
-                    type(m).after_backward is not Method.after_backward
-                    for m in methods
-                    if role in m.config.targets
-                ),
-            )
-            for role, model in (("generator", self.G), ("discriminator", self.D))
+            "generator": self._role("generator", self.G, methods),
+            "discriminator": self._role("discriminator", self.D, methods),
         }
         self.data_rng = self._rng(0)
         self.noise_rng = self._rng(1)
@@ -104,6 +92,19 @@ class Trainer:
         self.step = 0
         self._layer_stats_due = False
         self.last_samples: torch.Tensor | None = None
+
+    def _role(self, role: str, model: nn.Module, methods: list[Method]) -> _Role:
+        """Optimizer, scaler and the methods that target `role` (the trainer does the filtering)."""
+        mine = [m for m in methods if role in m.config.targets]
+        lr = self.train.lr_g if role == "generator" else self.train.lr_d
+        return _Role(
+            model=model,
+            opt=make_optimizer(model.parameters(), self.train, lr),
+            scaler=torch.amp.GradScaler(self.device.type, enabled=self.train.amp),
+            methods=mine,
+            params=[p for p in model.parameters() if p.requires_grad],
+            touches_grads=any(type(m).after_backward is not Method.after_backward for m in mine),
+        )
 
     def _rng(self, offset: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
