@@ -36,6 +36,8 @@ class TrainConfig:
     log_every: int = param(100, low=1, help="statistics are read from the device this often")
     layer_stats_every: int = param(500, low=1, help="per-layer gradient statistics interval")
     stats: bool = param(True, help="collect gradient statistics")
+    extractor: str = param("auto", choices=("auto", "inception", "cnn"), help="image metrics")
+    inception_weights: str = param("", help="local inception-v3-compat weights file")
     recipe: str = param("shared", help="name of the recipe these values come from")
 
     def __post_init__(self) -> None:
@@ -48,10 +50,13 @@ class TrainConfig:
 class ModelSpec:
     """What G and D look like. Build-time switches (layer norm, spectral norm) name the roles."""
 
-    kind: str = param("mlp", choices=("mlp",))
-    data_dim: int = param(2, low=1)
+    kind: str = param("mlp", choices=("mlp", "dcgan"))
+    data_dim: int = param(2, low=1, help="MLP data dimension")
+    channels: int = param(1, low=1, help="DCGAN image channels")
+    image_size: int = param(0, low=0, help="DCGAN image side: 8, 16, 28, 32 or 64")
     z_dim: int = param(2, low=1)
-    hidden: int = param(128, low=1)
+    hidden: int = param(128, low=1, help="MLP width; DCGAN base channel count")
+    d_capacity: float = param(1.0, low=0.0, low_open=True, help="D width relative to G")
     depth_g: int = param(3, low=1, help="hidden layers of G")
     depth_d: int = param(3, low=1, help="hidden layers of D")
     layer_norm: tuple[str, ...] = param((), choices=ROLES)
@@ -60,6 +65,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         validate(self, "model")
+        if self.kind == "dcgan" and self.image_size not in (8, 16, 28, 32, 64):
+            raise ConfigError(
+                f"model: image_size={self.image_size} is not allowed; allowed: 8, 16, 28, 32, 64"
+            )
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class RunConfig:
     model: ModelSpec
     seed: int = 0
     device: str = "cpu"
+    data_root: str = ""  # image data sets: where their files are ("" = the default place)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (for the JSON summary and config.json)."""
@@ -87,6 +97,7 @@ class RunConfig:
             "dataset": self.dataset,
             "seed": self.seed,
             "device": self.device,
+            "data_root": self.data_root,
             "methods": {m.name: dataclasses.asdict(m.config) for m in self.methods},
             "train": dataclasses.asdict(self.train),
             "model": dataclasses.asdict(self.model),
@@ -95,7 +106,8 @@ class RunConfig:
 
 def flatten(cfg: RunConfig) -> dict[str, str]:
     """Flat {key: text} params, e.g. `train.lr_g`, `method.norm_clip.max_norm` (MLflow params)."""
-    flat = {"dataset": cfg.dataset, "seed": str(cfg.seed), "device": cfg.device}
+    flat = {"dataset": cfg.dataset, "seed": str(cfg.seed), "device": cfg.device,
+            "data_root": cfg.data_root}  # fmt: skip
     flat["methods"] = ",".join(m.name for m in cfg.methods)
     for prefix, obj in (("train", cfg.train), ("model", cfg.model)):
         flat |= {f"{prefix}.{k}": to_text(v) for k, v in dataclasses.asdict(obj).items()}
@@ -126,4 +138,5 @@ def from_flat(flat: dict[str, str]) -> RunConfig:
         model=from_texts(ModelSpec, section("model"), "model"),
         seed=int(flat["seed"]),
         device=flat["device"],
+        data_root=flat.get("data_root", ""),
     )

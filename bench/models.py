@@ -43,14 +43,81 @@ def _leaky() -> nn.Module:
 
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     """(G, D) for `spec`; parameters are drawn from torch's global RNG (seed it first)."""
+    g, d = (_mlps if spec.kind == "mlp" else _dcgans)(spec)
+    nets = {"generator": g, "discriminator": d}
+    for role in spec.spectral_norm:
+        apply_spectral_norm(nets[role], spec.sn_power_iterations)
+    return g, d
+
+
+def _mlps(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     h = spec.hidden
     g = MLP(
         [spec.z_dim] + [h] * spec.depth_g, spec.data_dim, nn.ReLU, "generator" in spec.layer_norm
     )
-    d = Critic([spec.data_dim] + [h] * spec.depth_d, 1, _leaky, "discriminator" in spec.layer_norm)
-    nets = {"generator": g, "discriminator": d}
-    for role in spec.spectral_norm:
-        apply_spectral_norm(nets[role], spec.sn_power_iterations)
+    width_d = max(1, round(h * spec.d_capacity))
+    d = Critic(
+        [spec.data_dim] + [width_d] * spec.depth_d, 1, _leaky, "discriminator" in spec.layer_norm
+    )
+    return g, d
+
+
+def _stages(size: int) -> tuple[int, int]:
+    """(base side, number of 2x upsamplings): 28 = 7 * 2^2, 32 = 4 * 2^3, 8 = 4 * 2."""
+    base = 7 if size % 7 == 0 else 4
+    return base, (size // base).bit_length() - 1
+
+
+class DCGANGenerator(nn.Module):
+    """z -> linear to [C0, b, b] -> (ConvTranspose 4/2/1, batch norm, ReLU)* -> `out`, tanh.
+    Channels halve at each stage, from `hidden * 2^(stages-1)`."""
+
+    def __init__(self, spec: ModelSpec, layer_norm: bool):
+        super().__init__()
+        base, n = _stages(spec.image_size)
+        widths = [spec.hidden * 2 ** (n - 1 - i) for i in range(n)]
+        self.base, self.c0 = base, widths[0]
+        self.project = nn.Linear(spec.z_dim, widths[0] * base * base)
+        blocks: OrderedDict[str, nn.Module] = OrderedDict()
+        blocks["bn0"] = nn.BatchNorm2d(widths[0])
+        blocks["act0"] = nn.ReLU()
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
+            blocks[f"up{i}"] = nn.ConvTranspose2d(a, b, 4, 2, 1)
+            blocks[f"bn{i}"] = nn.GroupNorm(1, b) if layer_norm else nn.BatchNorm2d(b)
+            blocks[f"act{i}"] = nn.ReLU()
+        self.body = nn.Sequential(blocks)
+        self.out = nn.ConvTranspose2d(widths[-1], spec.channels, 4, 2, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.project(z).view(-1, self.c0, self.base, self.base)
+        return torch.tanh(self.out(self.body(x)))
+
+
+class DCGANDiscriminator(nn.Module):
+    """(Conv 4/2/1, LeakyReLU)* -> flatten -> linear `out`; no batch norm (WGAN-GP needs none).
+    Layer norm is GroupNorm(1, C), never after the first conv nor on the output."""
+
+    def __init__(self, spec: ModelSpec, layer_norm: bool):
+        super().__init__()
+        base, n = _stages(spec.image_size)
+        width = max(1, round(spec.hidden * spec.d_capacity))
+        widths = [width * 2**i for i in range(n)]
+        blocks: OrderedDict[str, nn.Module] = OrderedDict()
+        for i, c in enumerate(widths):
+            blocks[f"conv{i}"] = nn.Conv2d(spec.channels if i == 0 else widths[i - 1], c, 4, 2, 1)
+            if layer_norm and i > 0:
+                blocks[f"ln{i}"] = nn.GroupNorm(1, c)
+            blocks[f"act{i}"] = nn.LeakyReLU(0.2)
+        self.body = nn.Sequential(blocks)
+        self.out = nn.Linear(widths[-1] * base * base, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x).flatten(1)).squeeze(-1)
+
+
+def _dcgans(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
+    g = DCGANGenerator(spec, "generator" in spec.layer_norm)
+    d = DCGANDiscriminator(spec, "discriminator" in spec.layer_norm)
     return g, d
 
 

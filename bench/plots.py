@@ -54,3 +54,38 @@ def save_grad_norms(path: Path, history: list[tuple[int, dict[str, float]]]) -> 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _grid(samples: np.ndarray, cols: int = 8) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> one [rows*H, cols*W, C] image in [0, 1]."""
+    import torch
+    from torchvision.utils import make_grid
+
+    t = torch.as_tensor(samples).float().clamp(-1, 1).add(1).div(2)
+    return make_grid(t, nrow=cols, padding=1, pad_value=1.0).permute(1, 2, 0).numpy()
+
+
+def save_image_grid(path: Path, samples: np.ndarray, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(_grid(samples), interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_image_panels(path: Path, samples_by_label: dict[str, np.ndarray]) -> None:
+    """One small image grid per label (one seed per method), for reports."""
+    n = len(samples_by_label)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, s) in zip(axes.flat, samples_by_label.items(), strict=False):
+        ax.imshow(_grid(s, cols=4), interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

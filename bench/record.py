@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from bench.config import RunConfig, flatten
-from bench.datasets import create_dataset
+from bench.datasets import create_dataset, dataset_registry
 from bench.methods import method_registry
-from bench.plots import save_grad_norms, save_samples
+from bench.plots import save_grad_norms
 from bench.run import execute
 from bench.tracking import artifact_folder, write_json
 from bench.trainer import RunResult
@@ -138,6 +138,5 @@ def write_artifacts(folder: Path, cfg: RunConfig, result: RunResult) -> None:
     if result.samples is not None:
         samples = result.samples.numpy()
         np.save(folder / "samples.npy", samples)
-        points = create_dataset(cfg.dataset).reference_points()
         title = f"{cfg.dataset} {method_label(cfg)} seed {cfg.seed}"
-        save_samples(folder / "samples.png", samples, points, title)
+        dataset_registry.get(cfg.dataset).save_samples(folder / "samples.png", samples, title)

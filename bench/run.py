@@ -61,21 +61,24 @@ def resolve(
     model: dict[str, Any] | None = None,
     seed: int = 0,
     device: str = "cpu",
+    data_root: str = "",
 ) -> RunConfig:
-    """Build the validated, fully resolved config of one run (explicit options win)."""
+    """Build the validated, fully resolved config of one run: defaults, the data set's own
+    defaults, each method's recipe, then the explicit options (which win)."""
     data_cls = dataset_registry.get(dataset)
     specs = method_specs(methods or [("none", {})])
     objs = instantiate(specs)
-    train_cfg = TrainConfig()
+    train_cfg = TrainConfig(**data_cls.train_defaults())
     for m in objs:
         train_cfg = m.recipe(train_cfg)
     train_cfg = _replace(train_cfg, train or {}, "train")
-    spec = _replace(ModelSpec(data_dim=data_cls.data_dim), model or {}, "model")
+    spec = _replace(ModelSpec(**data_cls.model_defaults()), model or {}, "model")
     for m in objs:
         spec = m.configure_models(spec)
     if seed < 0:
         raise ConfigError(f"seed={seed} is not allowed; allowed: >= 0")
-    return RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device))
+    data_cls.check(data_root or None)  # missing data fails here, before anything is written
+    return RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root)
 
 
 def _replace(obj: Any, values: dict[str, Any], owner: str) -> Any:
@@ -88,7 +91,10 @@ def _replace(obj: Any, values: dict[str, Any], owner: str) -> Any:
 def execute(cfg: RunConfig, on_log=None, progress: bool = False) -> RunResult:
     """Build data, methods and models from `cfg`, train, evaluate."""
     torch.manual_seed(cfg.seed)  # initialisation; data and noise have their own generators
-    dataset = create_dataset(cfg.dataset, device=cfg.device)
+    dataset = create_dataset(
+        cfg.dataset, device=cfg.device, data_root=cfg.data_root or None,
+        extractor=cfg.train.extractor, inception_weights=cfg.train.inception_weights or None,
+    )  # fmt: skip
     methods = instantiate(cfg.methods)
     spec = cfg.model
     for m in methods:

@@ -15,7 +15,10 @@ that complete (or are pruned, or diverge).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import multiprocessing as mp
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +156,36 @@ def open_study(cfg: SweepConfig, storage):
     return study
 
 
+def fail_dead_trials(study, storage, grace: float) -> list[int]:
+    """Fail RUNNING trials whose worker is gone but that Optuna's heartbeat cannot see: a
+    worker on this host that no longer exists, or a trial killed between its creation and its
+    first heartbeat (it never reached the objective, which marks its worker at once)."""
+    from optuna.trial import TrialState
+
+    host, now, failed = socket.gethostname(), datetime.datetime.now(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker")
+        age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+        if worker is None:
+            dead = age > grace
+        else:
+            worker_host, _, pid = worker.rpartition(":")
+            dead = worker_host == host and not _pid_alive(int(pid))
+        if dead and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            failed.append(t.number)
+    return failed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def done_count(study) -> int:
     """Trials that count against the budget: completed, pruned, or failed by divergence."""
     return sum(
@@ -178,6 +211,7 @@ class Objective:
     def __call__(self, trial) -> float | tuple[float, ...]:
         import optuna
 
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = self.suggest(trial)
         tags = {"kind": "trial", "study": self.cfg.study_name, "trial": trial.number,
                 "dataset": self.cfg.dataset, "method": self.cfg.method}  # fmt: skip
@@ -262,6 +296,7 @@ def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=N
     storage = make_storage(storage_url, heartbeat)
     study = open_study(cfg, storage)
     optuna.storages.fail_stale_trials(study)
+    fail_dead_trials(study, storage, grace=3 * heartbeat)
     tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))  # before workers look for it
     remaining = max(0, cfg.trials - done_count(study)) if search_space_of(cfg) else 0
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]

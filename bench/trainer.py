@@ -40,6 +40,34 @@ class RunResult:
     samples: torch.Tensor | None = None  # the final evaluation's samples (first few thousand)
 
 
+class Sampler:
+    """Samples of G in eval mode from a fixed noise stream (the same z at every evaluation),
+    in batches so that large evaluations never hold every sample at once. `module` and `z_dim`
+    let metric libraries draw their own noise instead."""
+
+    def __init__(self, module: nn.Module, z_dim: int, device: torch.device, seed: int):
+        self.module, self.z_dim, self.device, self.seed = module, z_dim, device, seed
+        self.first: torch.Tensor | None = None  # the first batch of the last call, for plots
+
+    @torch.no_grad()
+    def batches(self, n: int, batch: int = EVAL_BATCH):
+        rng = torch.Generator(device=self.device).manual_seed(self.seed)
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            for i in range(0, n, batch):
+                z = torch.randn(min(batch, n - i), self.z_dim, generator=rng, device=self.device)
+                out = self.module(z).float()
+                if i == 0:
+                    self.first = out
+                yield out
+        finally:
+            self.module.train(was_training)
+
+    def __call__(self, n: int) -> torch.Tensor:
+        return torch.cat(list(self.batches(n)))
+
+
 @dataclass
 class _Role:
     model: nn.Module
@@ -169,24 +197,12 @@ class Trainer:
             terms = {"adv": self.loss.generator(self.D(fake))}
             self._update("generator", terms, LossContext(real, fake, self.D, self.method_rng))
 
-    @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """`n` samples from G in eval mode, from a fixed noise stream (same z at every eval)."""
-        rng = self._rng(2)
-        self.G.eval()
-        out = [
-            self.G(
-                torch.randn(min(EVAL_BATCH, n - i), self.z_dim, generator=rng, device=self.device)
-            )
-            for i in range(0, n, EVAL_BATCH)
-        ]
-        self.G.train()
-        samples = torch.cat(out).float()
-        self.last_samples = samples[:KEEP_SAMPLES].cpu()
-        return samples
-
     def evaluate(self) -> dict[str, float]:
-        metrics = self.dataset.evaluate(self.sample, self.train.eval_samples)
+        sampler = Sampler(self.G, self.z_dim, self.device, self.seed * 1000 + 2)
+        metrics = self.dataset.evaluate(sampler, self.train.eval_samples)
+        keep = getattr(self.dataset, "keep_samples", KEEP_SAMPLES)
+        if sampler.first is not None:
+            self.last_samples = sampler.first[:keep].cpu()
         return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
     def fit(self, progress: bool = False) -> RunResult:

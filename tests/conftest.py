@@ -36,3 +36,17 @@ def mlflow_tracker(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("mlflow")
     return MlflowTracker(f"sqlite:///{folder}/mlflow.db")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _image_caches(tmp_path_factory):
+    """Classifier weights and reference features go to one session folder, never the repo's
+    runs/; a classifier trained once serves every test."""
+    import bench.metrics.classifier as classifier
+    import bench.metrics.images as images
+
+    folder = tmp_path_factory.mktemp("image-caches")
+    old = classifier.CACHE_DIR, images.CACHE_DIR
+    classifier.CACHE_DIR, images.CACHE_DIR = folder / "extractors", folder / "fidelity"
+    yield folder
+    classifier.CACHE_DIR, images.CACHE_DIR = old

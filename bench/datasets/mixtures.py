@@ -26,9 +26,15 @@ class GaussianMixture2D(Dataset):
     success_metric = "all_modes"
     pareto_metrics = (("hq_fraction", "max"), ("reverse_kl", "min"))
 
-    def __init__(self, means: torch.Tensor, sigma: float, device: str | torch.device = "cpu"):
-        self.means = means.to(device=device, dtype=torch.float32)
-        self.sigma = sigma
+    sigma: float
+
+    def __init__(self, device="cpu", data_root=None, **eval_options):
+        super().__init__(device)
+        self.means = self.true_means().to(device=device, dtype=torch.float32)
+
+    @classmethod
+    def true_means(cls) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
     def n_modes(self) -> int:
@@ -54,8 +60,17 @@ class GaussianMixture2D(Dataset):
             return math.log(self.n_modes)
         return value
 
-    def reference_points(self):
-        return self.means.cpu().numpy()
+    @classmethod
+    def save_samples(cls, path, samples, title):
+        from bench.plots import save_samples
+
+        save_samples(path, samples, cls.true_means().numpy(), title)
+
+    @classmethod
+    def save_sample_grid(cls, path, samples_by_label):
+        from bench.report.figures import sample_grid
+
+        sample_grid(path, samples_by_label, cls.true_means().numpy())
 
     def describe(self):
         return {"modes": self.n_modes, "sigma": self.sigma, "dim": 2}
@@ -74,14 +89,18 @@ def grid_means(side: int = 5, spacing: float = 2.0) -> torch.Tensor:
 @dataset_registry.register("ring8")
 class Ring8(GaussianMixture2D):
     description = "8 Gaussians on the unit circle, sigma 0.01"
+    sigma = 0.01
 
-    def __init__(self, device="cpu"):
-        super().__init__(ring_means(), 0.01, device)
+    @classmethod
+    def true_means(cls):
+        return ring_means()
 
 
 @dataset_registry.register("grid25")
 class Grid25(GaussianMixture2D):
     description = "25 Gaussians on {-4,-2,0,2,4}^2, sigma 0.05"
+    sigma = 0.05
 
-    def __init__(self, device="cpu"):
-        super().__init__(grid_means(), 0.05, device)
+    @classmethod
+    def true_means(cls):
+        return grid_means()

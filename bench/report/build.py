@@ -112,10 +112,11 @@ def _recipes(df: pd.DataFrame) -> str:
 
 def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> str:
     cls = dataset_registry.get(dataset)
-    metrics, primary = list(cls.report_metrics), cls.primary_metric
+    keys = {c.removeprefix("eval/") for c in df.columns if c.startswith("eval/")}
+    metrics, primary = cls.report_metrics_for(keys), cls.primary_for(keys)
     table = method_table(df, metrics, primary, cls.success_metric)
     sig = significance_table(df, metrics)
-    figs = _figures(tracker, df, dataset, cls, fig_dir)
+    figs = _figures(tracker, df, dataset, cls, fig_dir, [primary, metrics[0][0]])
     direction = {"minimize": "min", "maximize": "max"}[cls.direction]
     tuning = tuning_section(tracker, experiment, dataset, direction, fig_dir)
     rel = fig_dir.name
@@ -151,10 +152,10 @@ def _power_note(df: pd.DataFrame) -> str:
     )
 
 
-def _figures(tracker, df, dataset, cls, fig_dir: Path) -> list[tuple[str, str]]:
+def _figures(tracker, df, dataset, cls, fig_dir: Path, shown: list[str]) -> list[tuple[str, str]]:
     order = label_order(df.label)
     out = []
-    curves = {m: metric_history(tracker, df, f"eval/{m}") for m in (cls.primary_metric, "modes")}
+    curves = {m: metric_history(tracker, df, f"eval/{m}") for m in dict.fromkeys(shown)}
     name = f"curves_{dataset}.png"
     figures.curves(fig_dir / name, curves, order)
     out.append((f"{dataset}: evaluation metrics over training", name))
@@ -172,6 +173,6 @@ def _figures(tracker, df, dataset, cls, fig_dir: Path) -> list[tuple[str, str]]:
                 samples[f"{label} (seed {first.seed})"] = s
     if samples:
         name = f"samples_{dataset}.png"
-        figures.sample_grid(fig_dir / name, samples, cls().reference_points())
+        cls.save_sample_grid(fig_dir / name, samples)
         out.append((f"{dataset}: final samples", name))
     return out

@@ -93,3 +93,18 @@ def test_recipe_is_recorded_and_explicit_options_win():
     assert shared.train.recipe == "shared" and shared.train.loss == "ns"
     override = tiny_config([("weight_clip", {})], n_critic=2)
     assert override.train.n_critic == 2 and override.train.loss == "wasserstein"
+
+
+IMAGE_TRAIN = {"steps": 4, "batch_size": 16, "eval_every": 4, "log_every": 2,
+               "eval_samples": 60}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_trains_dcgan_models_on_digits(name):
+    from bench.run import execute, resolve
+
+    cfg = resolve("digits", [(name, {})], IMAGE_TRAIN, {"hidden": 8, "z_dim": 8}, 0, "cpu")
+    result = execute(cfg)
+    assert result.status == "finished"
+    finite = {k: v for k, v in result.metrics.items() if math.isfinite(v)}
+    assert {"eval/fd_digits_cnn", "eval/kid_digits_cnn", "eval/precision_digits_cnn"} <= set(finite)

@@ -1,0 +1,221 @@
+"""Image metrics computed by torch-fidelity (no Frechet distance written here): FD/FID, KID and
+precision/recall between generated images and the held-out split, plus the stacked-data mode
+count.
+
+Feature extractors: `inception-v3-compat` when its weights can be had (a local weights file, or
+torch-fidelity's download cache), otherwise the base data set's CNN classifier registered with
+torch-fidelity. A metric is called `fid` only with Inception; otherwise it carries the
+extractor's name (`fd_digits_cnn`, `kid_digits_cnn`, ...). Generated images are quantised to
+uint8 exactly like the real ones, generated and featurised in batches (never all at once), and
+the real split's features are cached per (data set, split, extractor, sample count).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+
+CACHE_DIR = Path("runs/fidelity-cache")
+INCEPTION = "inception-v3-compat"
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's download name
+_NETS: dict[str, tuple[nn.Module, bool]] = {}  # extractor name -> (classifier, per channel)
+
+
+def _extractor_class():
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    class CnnFeatures(FeatureExtractorBase):
+        """A base-data classifier's 128-d feature layer; per channel (concatenated) for stacked
+        images. Takes uint8 [B, C, H, W] like every torch-fidelity extractor."""
+
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+            self.net, self.per_channel = _NETS[name]
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("features",)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "features"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return None
+
+        @torch.no_grad()
+        def forward(self, x):
+            from bench.datasets.images import to_unit
+
+            x = to_unit(x.to(next(self.net.parameters()).device))
+            if self.per_channel:
+                feats = torch.cat(
+                    [self.net.features(x[:, c : c + 1]) for c in range(x.shape[1])], 1
+                )
+            else:
+                feats = self.net.features(x)
+            return (feats.float(),)
+
+    return CnnFeatures
+
+
+def cache_root() -> Path:
+    return CACHE_DIR
+
+
+def register_cnn(name: str, net: nn.Module, per_channel: bool) -> None:
+    """Make `net` available to torch-fidelity as feature extractor `name`."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    _NETS[name] = (net, per_channel)
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(name, _extractor_class())
+
+
+def inception_weights(explicit: str | None) -> str | None:
+    """A usable Inception weights file: the given one, or torch-fidelity's download cache."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise ConfigError(f"inception weights {explicit!r} not found")
+        return explicit
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return str(hub) if hub.is_file() else None
+
+
+def choose_extractor(classifier_name: str, choice: str, weights: str | None):
+    """(torch-fidelity extractor name, metric suffix, weights path or None)."""
+    if choice not in ("auto", "inception", "cnn"):
+        raise ConfigError(f"extractor {choice!r} is unknown; choose one of: auto, inception, cnn")
+    found = inception_weights(weights) if choice != "cnn" else None
+    if choice == "inception" and found is None:
+        raise ConfigError(
+            "Inception weights are not available offline; give --inception-weights PATH "
+            f"(torch-fidelity's {INCEPTION_FILE}) or use --extractor cnn"
+        )
+    if found is not None:
+        if choice == "auto":
+            print(f"image metrics: Inception-v3 weights found at {found}: reporting FID",
+                  file=sys.stderr)  # fmt: skip
+        return INCEPTION, "", found
+    return classifier_name, "_" + classifier_name.replace("-", "_"), None
+
+
+class _Uint8(nn.Module):
+    """G's output quantised like real images: [-1, 1] -> uint8, 3 channels for Inception."""
+
+    def __init__(self, module: nn.Module, rgb: bool):
+        super().__init__()
+        self.module, self.rgb = module, rgb
+
+    def forward(self, z):
+        from bench.datasets.images import to_uint8
+
+        x = to_uint8(self.module(z))
+        return x.expand(-1, 3, -1, -1) if self.rgb and x.shape[1] == 1 else x
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, images: torch.Tensor, rgb: bool):
+        self.images, self.rgb = images, rgb
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.images[i]
+        return x.expand(3, -1, -1) if self.rgb and x.shape[0] == 1 else x
+
+
+def fidelity_metrics(sampler, real: torch.Tensor, n: int, extractor: str, suffix: str,
+                     weights: str | None, cache_name: str) -> dict[str, float]:  # fmt: skip
+    """FD, KID and precision/recall of `n` generated images against `real` (uint8)."""
+    import torch_fidelity
+
+    rgb = extractor == INCEPTION
+    model = torch_fidelity.GenerativeModelModuleWrapper(
+        _Uint8(sampler.module, rgb), sampler.z_dim, "normal", 0
+    )
+    was_training = sampler.module.training
+    kwargs = {"feature_extractor_weights_path": weights} if weights else {}
+    try:
+        out = torch_fidelity.calculate_metrics(
+            input1=model, input1_model_num_samples=n, input2=_Images(real, rgb),
+            input2_cache_name=cache_name, cache_root=str(cache_root()), cache=True,
+            cuda=sampler.device.type == "cuda", batch_size=min(500, n), fid=True, kid=True,
+            prc=True, feature_extractor=extractor, kid_subset_size=min(1000, n, len(real)),
+            rng_seed=sampler.seed, save_cpu_ram=True, verbose=False, **kwargs,
+        )  # fmt: skip
+    finally:
+        sampler.module.train(was_training)
+    fd_name = "fid" if extractor == INCEPTION else "fd"
+    return {
+        f"{fd_name}{suffix}": out["frechet_inception_distance"],
+        f"kid{suffix}": out["kernel_inception_distance_mean"],
+        f"precision{suffix}": out["precision"],
+        f"recall{suffix}": out["recall"],
+    }
+
+
+def _classifier(data):
+    from bench.metrics.classifier import load_or_train
+
+    net, acc, _ = load_or_train(data)
+    name = f"{data.name}-cnn"
+    return net, acc, name
+
+
+def evaluate_images(data, sampler, n: int) -> dict[str, float]:
+    net, acc, name = _classifier(data)
+    register_cnn(name, net, per_channel=False)
+    extractor, suffix, weights = choose_extractor(name, data.extractor, data.inception_weights)
+    real = data.real_eval_images()
+    cache = f"{data.name}-test-{extractor}-{len(real)}"
+    out = fidelity_metrics(sampler, real, n, extractor, suffix, weights, cache)
+    out["classifier_accuracy"] = acc
+    _keep_first_batch(sampler)
+    return out
+
+
+@torch.no_grad()
+def stacked_modes(net: nn.Module, batches, n_modes: int = 1000) -> dict[str, float]:
+    """Modes covered (of 1,000) and KL(p_hat || uniform), natural log, from uint8 batches."""
+    from bench.datasets.images import to_unit
+
+    counts = torch.zeros(n_modes, dtype=torch.float64)
+    for x in batches:
+        x = to_unit(x)
+        digits = [net(x[:, c : c + 1]).argmax(1).cpu() for c in range(3)]
+        mode = digits[0] * 100 + digits[1] * 10 + digits[2]
+        counts += torch.bincount(mode, minlength=n_modes).double()
+    p = counts[counts > 0] / counts.sum()
+    return {"modes": int((counts > 0).sum()),
+            "stacked_kl": float((p * torch.log(n_modes * p)).sum())}  # fmt: skip
+
+
+def evaluate_stacked(data, sampler, n: int) -> dict[str, float]:
+    from bench.datasets.images import to_uint8
+
+    net, acc, name = _classifier(data.base)
+    out = stacked_modes(net, (to_uint8(x) for x in sampler.batches(n, batch=2000)))
+    register_cnn(f"stacked-{name}", net, per_channel=True)
+    real = data.real_eval_images()
+    cache = f"{data.name}-test-stacked-{name}-{len(real)}"
+    out |= fidelity_metrics(sampler, real, n, f"stacked-{name}",
+                            "_" + f"stacked_{name}".replace("-", "_"), None, cache)  # fmt: skip
+    out["classifier_accuracy"] = acc
+    return out
+
+
+def _keep_first_batch(sampler) -> None:
+    """torch-fidelity drew its own noise; keep a few samples of our fixed stream for plots."""
+    next(iter(sampler.batches(64, batch=64)))
