@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint perf bench report ui clean
+.PHONY: setup test lint perf perf-images bench report ui clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ lint: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) benchmarks/perf.py
+
+perf-images: $(STAMP)
+	$(PY) benchmarks/images.py
 
 # The main job: the quick suite (resumable: run it again after an interruption), then its report.
 bench: $(STAMP)

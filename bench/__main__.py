@@ -34,7 +34,8 @@ TRAIN_FLAGS = {
     "eval_samples": int,
     "log_every": int,
 }
-MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int}
+MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int, "d_capacity": float}
+EVAL_FLAGS = {"extractor": str, "inception_weights": str}
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--targets", help="roles the methods act on, e.g. generator,discriminator")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
+    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS, **EVAL_FLAGS}.items():
         r.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
+    r.add_argument("--data-root", default="", help="folder of an image data set's files")
     r.add_argument("--lr", type=float, help="both learning rates")
     r.add_argument("--amp", action="store_true", help="mixed precision")
     r.add_argument("--no-stats", action="store_true", help="skip gradient statistics")
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--heartbeat", type=int, default=10, help="seconds; a dead worker's trial "
                     "fails after 3 missed beats")  # fmt: skip
     sw.add_argument("--device", default="auto")
-    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
+    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS, **EVAL_FLAGS}.items():
         sw.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
     _tracking_args(sw, default_experiment="sweeps")
     sw.add_argument("--no-track", action="store_true")
@@ -160,7 +162,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     from bench.sweep import SweepConfig, default_storage, make_storage, run_sweep
     from bench.tracking import MlflowTracker, NullTracker
 
-    train = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    train = {k: getattr(args, k) for k in {**TRAIN_FLAGS, **EVAL_FLAGS}
+             if getattr(args, k) is not None}  # fmt: skip
     model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
     cfg = SweepConfig(
         args.dataset, args.method, args.trials, _seeds(args.tuning_seeds), train, model,
@@ -182,7 +185,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.run import execute, resolve
 
-    train = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    train = {k: getattr(args, k) for k in {**TRAIN_FLAGS, **EVAL_FLAGS}
+             if getattr(args, k) is not None}  # fmt: skip
     if args.lr is not None:
         train = {"lr_g": args.lr, "lr_d": args.lr} | train
     if args.amp:
@@ -191,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         train["stats"] = False
     model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
     methods = parse_sets(args.method, args.set, args.targets)
-    cfg = resolve(args.dataset, methods, train, model, args.seed, args.device)
+    cfg = resolve(args.dataset, methods, train, model, args.seed, args.device, args.data_root)
     if args.no_track:
         result = execute(cfg, progress=not args.no_progress)
     else:

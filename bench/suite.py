@@ -57,6 +57,14 @@ class Suite:
     model: dict[str, Any] = field(default_factory=dict)
     # Optional tuning: {"trials", "tuning_seeds", "train" (overrides for tuning runs), "pruner"}
     sweep: dict[str, Any] | None = None
+    # Per data set overrides: {"fashion-mnist": {"model": {"d_capacity": 0.25}, "train": {...},
+    # "sweep_train": {...}}}
+    per_dataset: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def settings(self, dataset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(train, model) options for runs on `dataset`."""
+        extra = self.per_dataset.get(dataset, {})
+        return self.train | extra.get("train", {}), self.model | extra.get("model", {})
 
     def entries(
         self, device: str = "cpu", tuned: dict | None = None
@@ -72,7 +80,8 @@ class Suite:
                 for (name, params), label in zip(self.methods, labels, strict=True):
                     chosen = (tuned or {}).get((dataset, name), {})
                     params = params | {k: repr(v) for k, v in chosen.items()}
-                    cfg = resolve(dataset, [(name, params)], self.train, self.model, seed, device)
+                    train, model = self.settings(dataset)
+                    cfg = resolve(dataset, [(name, params)], train, model, seed, device)
                     out.append((cfg, label))
         return out
 
@@ -99,7 +108,9 @@ class Suite:
         return [
             SweepConfig(
                 dataset, name, int(s.get("trials", 20)), tuple(s.get("tuning_seeds", (1000,))),
-                train=self.train | dict(s.get("train", {})), model=self.model, suite=self.name,
+                train=self.settings(dataset)[0] | dict(s.get("train", {}))
+                | self.per_dataset.get(dataset, {}).get("sweep_train", {}),
+                model=self.settings(dataset)[1], suite=self.name,
                 pruner=s.get("pruner", "median"), device=device,
             )
             for dataset in self.datasets
@@ -126,12 +137,34 @@ PRESETS = {
         sweep={"trials": 4, "tuning_seeds": (100,), "pruner": "median",
                "train": {"steps": 500, "eval_every": 125}},
     ),
-    # For a GPU: 20 trials on 2 tuning seeds, 10 reporting seeds, longer training.
+    # A few hours on a 2-core CPU: quick, plus stacked digits (1,000 modes) and Fashion-MNIST
+    # with a weakened discriminator (1/4 of G's width), where mode collapse reliably appears.
+    "standard": Suite(
+        "standard", ("ring8", "grid25", "stacked-digits", "fashion-mnist"), ALL_METHODS, (0, 1, 2),
+        train={"steps": 1000, "eval_every": 250, "log_every": 100},
+        sweep={"trials": 4, "tuning_seeds": (100,), "pruner": "median",
+               "train": {"steps": 500, "eval_every": 125}},
+        per_dataset={
+            "stacked-digits": {"train": {"steps": 2000, "eval_every": 500},
+                               "sweep_train": {"steps": 500, "eval_every": 250,
+                                               "eval_samples": 5000}},
+            "fashion-mnist": {"train": {"steps": 3000, "eval_every": 1000},
+                              "model": {"d_capacity": 0.25},
+                              "sweep_train": {"steps": 1000, "eval_every": 500,
+                                              "eval_samples": 2000}},
+        },
+    ),
+    # For a GPU: 20 trials on 2 tuning seeds, 10 reporting seeds, longer training, images too.
     "full": Suite(
-        "full", ("ring8", "grid25"), ALL_METHODS, tuple(range(10)),
+        "full", ("ring8", "grid25", "stacked-digits", "stacked-fashion-mnist", "fashion-mnist"),
+        ALL_METHODS, tuple(range(10)),
         train={"steps": 20000, "eval_every": 1000, "log_every": 100},
         sweep={"trials": 20, "tuning_seeds": (100, 101), "pruner": "median",
                "train": {"steps": 5000, "eval_every": 500}},
+        per_dataset={
+            "stacked-fashion-mnist": {"model": {"d_capacity": 0.25}},
+            "fashion-mnist": {"model": {"d_capacity": 0.25}},
+        },
     ),
     # Seconds: for tests and smoke checks.
     "micro": Suite(
@@ -158,7 +191,8 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"suite file {str(path)!r} cannot be read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"suite file {str(path)!r} is not valid TOML ({e})") from None
-    unknown = set(raw) - {"name", "datasets", "methods", "seeds", "train", "model", "sweep"}
+    known = {"name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset"}
+    unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"suite file {str(path)!r}: unknown keys {sorted(unknown)}")
     methods = tuple(_method_entry(m) for m in raw.get("methods", [["none", {}]]))
@@ -170,6 +204,7 @@ def load_suite(name_or_path: str) -> Suite:
         train=dict(raw.get("train", {})),
         model=dict(raw.get("model", {})),
         sweep=dict(raw["sweep"]) if "sweep" in raw else None,
+        per_dataset=dict(raw.get("per_dataset", {})),
     )
 
 

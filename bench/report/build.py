@@ -122,7 +122,7 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> st
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
     return (
-        f"## {dataset}\n\n"
+        f"## {dataset}\n\n{_extractor_note(df, keys)}"
         f"{format_method_table(table, metrics, primary, cls.success_metric is not None)}\n\n"
         "Cells: median [25th, 75th percentile] over seeds; **bold**: best in the column; "
         "`(n=...)`: runs with a finite value when fewer than all; `diverged` and `success` "
@@ -134,6 +134,25 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> st
         "the methods in this table (**bold**: < 0.05); delta: Cliff's delta, P(method > none) - "
         f"P(method < none).{_power_note(df)}\n\n"
         f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
+    )
+
+
+def _extractor_note(df: pd.DataFrame, keys: set[str]) -> str:
+    """Image data: which network produced the features, and how good the classifier is."""
+    if "classifier_accuracy" not in keys:
+        return ""
+    inception = "fid" in keys
+    acc = df["eval/classifier_accuracy"].median()
+    what = "Inception-v3 (`fid` is a real FID)"
+    if not inception:
+        what = (
+            "the base data set's CNN classifier: `fd_*` is a Frechet distance in its "
+            "feature space, not an Inception FID; never compare it with published FIDs"
+        )
+    n = ", ".join(sorted({p.get("train.eval_samples", "?") for p in df.params}))
+    return (
+        f"Features: {what}. Classifier test accuracy {acc:.2%} (mode counts are only as good "
+        f"as it). Generated samples per evaluation: {n}; real: the held-out test split.\n\n"
     )
 
 

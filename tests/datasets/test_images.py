@@ -79,3 +79,16 @@ def test_image_runs_default_to_dcgan_models_and_their_own_eval_sizes():
     assert (cfg.model.kind, cfg.model.channels, cfg.model.image_size) == ("dcgan", 3, 8)
     assert cfg.train.eval_samples == 26_000
     assert resolve("digits", [("none", {})]).train.eval_samples == 10_000
+
+
+def test_fashion_mnist_loads_from_the_debian_package():
+    import os
+    from pathlib import Path
+
+    if not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists():
+        if os.environ.get("CI"):
+            pytest.fail(".ci/run must install the Debian package dataset-fashion-mnist")
+        pytest.skip("dataset-fashion-mnist is not installed")
+    data = create_dataset("fashion-mnist")
+    assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
+    assert sorted(data.test_y.unique().tolist()) == list(range(10))
