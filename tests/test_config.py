@@ -18,7 +18,10 @@ def test_flatten_round_trips_through_from_flat():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"dataset": "ring9"}, "unknown dataset 'ring9'; choose one of: grid25, ring8"),
+        (
+            {"dataset": "ring9"},
+            "unknown dataset 'ring9'; choose one of: digits, fashion-mnist, grid25",
+        ),
         ({"methods": [("clipper", {})]}, "unknown method 'clipper'"),
         ({"methods": [("value_clip", {"clip_value": "-1"})]}, "clip_value=-1.0 is not allowed"),
         ({"methods": [("value_clip", {"clip_value": "abc"})]}, "'abc' is not a valid number"),
