@@ -16,16 +16,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-ARCH = "cnn-v1"
+ARCH = "cnn-v2"
 CACHE_DIR = Path("runs/extractors")
-EPOCHS = {"digits": 40, "fashion-mnist": 6, "mnist": 3}
+EPOCHS = {"digits": 40, "fashion-mnist": 5, "mnist": 3}
 
 
 class SmallCNN(nn.Module):
     """conv3-relu-conv3-relu with 2x2 max-pools until the side is at most 7, then a 128-unit
     feature layer and the class logits."""
 
-    def __init__(self, channels: int, size: int, n_classes: int = 10, width: int = 32):
+    def __init__(self, channels: int, size: int, n_classes: int = 10, width: int = 16):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
         c, s = width, size
