@@ -152,7 +152,8 @@ def fidelity_metrics(sampler, real: torch.Tensor, n: int, extractor: str, suffix
             input1=model, input1_model_num_samples=n, input2=_Images(real, rgb),
             input2_cache_name=cache_name, cache_root=str(cache_root()), cache=True,
             cuda=sampler.device.type == "cuda", batch_size=min(500, n), fid=True, kid=True,
-            prc=True, feature_extractor=extractor, kid_subset_size=min(1000, n, len(real)),
+            prc=True, prc_batch_size=1000,  # 10k x 10k distance blocks would need ~2 GiB
+            feature_extractor=extractor, kid_subset_size=min(1000, n, len(real)),
             rng_seed=sampler.seed, save_cpu_ram=True, verbose=False, **kwargs,
         )  # fmt: skip
     finally:
