@@ -220,7 +220,8 @@ class Trainer:
             self._g_step(real)
             self.step += 1
             bar.update()
-            if self.step % tr.log_every == 0 or self.step == tr.steps:
+            due_log = self.step % tr.log_every == 0 or self.step % tr.eval_every == 0
+            if due_log or self.step == tr.steps:
                 bad_step = self._log(history, bar)
                 if bad_step is not None:
                     status = "diverged"

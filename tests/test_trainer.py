@@ -143,3 +143,10 @@ def test_counts_discriminator_updates_per_generator_step(monkeypatch):
     )
     execute(tiny_config(n_critic=3, steps=2))
     assert calls == (["discriminator"] * 3 + ["generator"]) * 2
+
+
+def test_evaluations_happen_every_eval_every_steps_whatever_the_log_interval():
+    result = execute(tiny_config(steps=12, eval_every=3, log_every=5))
+    evals = [step for step, logged in result.history if "eval/modes" in logged]
+    assert evals == [3, 6, 9, 12]
+    assert [s for s, m in result.history if "loss/generator" in m] == [3, 5, 6, 9, 10, 12]
