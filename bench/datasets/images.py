@@ -114,9 +114,9 @@ class ImageData(ImageMetrics, Dataset):
         from bench.metrics.images import choose_extractor
 
         self.device = torch.device(device)
-        self.extractor, self.inception_weights = extractor, inception_weights
-        _, suffix, _ = choose_extractor(f"{self.name}-cnn", extractor, inception_weights)
-        self.primary_metric = f"kid{suffix}"  # what a sweep optimises, named as logged
+        # (torch-fidelity extractor, metric suffix, weights): decided once, used by every eval
+        self.features = choose_extractor(f"{self.name}-cnn", extractor, inception_weights)
+        self.primary_metric = f"kid{self.features[1]}"  # what a sweep optimises, as logged
         self.train_x, self.train_y, self.test_x, self.test_y = self.load(data_root)
         self._train = self.train_x.to(self.device)
 

@@ -178,7 +178,7 @@ def _classifier(data):
 def evaluate_images(data, sampler, n: int) -> dict[str, float]:
     net, acc, name = _classifier(data)
     register_cnn(name, net, per_channel=False)
-    extractor, suffix, weights = choose_extractor(name, data.extractor, data.inception_weights)
+    extractor, suffix, weights = data.features
     real = data.real_eval_images()
     cache = f"{data.name}-test-{extractor}-{len(real)}"
     out = fidelity_metrics(sampler, real, n, extractor, suffix, weights, cache)
