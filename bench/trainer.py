@@ -21,7 +21,7 @@ from bench.config import TrainConfig
 from bench.datasets.base import Dataset
 from bench.losses import LOSSES
 from bench.methods.base import LossContext, Method
-from bench.metrics.gradients import grads_of, layer_grad_stats, total_norm
+from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
 from bench.stats import DeviceStats
 
 EVAL_BATCH = 10_000
@@ -107,8 +107,9 @@ class Trainer:
         self.loss = LOSSES[train.loss]
         self.on_log = on_log
         self.G, self.D = generator.to(self.device), discriminator.to(self.device)
+        self.norms = GradNorms()  # one measurement per gradient state, shared with methods
         for m in methods:
-            m.collect_stats = train.stats
+            m.collect_stats, m.norms = train.stats, self.norms
         self.roles = {
             "generator": self._role("generator", self.G, methods),
             "discriminator": self._role("discriminator", self.D, methods),
@@ -157,19 +158,20 @@ class Trainer:
         r.opt.zero_grad(set_to_none=True)
         r.scaler.scale(loss).backward()
         r.scaler.unscale_(r.opt)  # hooks see true gradients (a no-op without AMP)
+        self.norms.new_update()
         self.stats.add(f"loss/{role}", loss, self.step)
         if self.train.stats:
             if len(terms) > 1:
                 self._record(f"loss/{role}", terms)
             grads = grads_of(r.params)
-            pre = total_norm(grads)
+            pre = self.norms.norm(grads)
             if self._layer_stats_due:
                 self._record(f"layer/{role}", layer_grad_stats(r.model))
         for m in r.methods:
             self._record(f"method/{m.name}/{role}", m.after_backward(role, r.model))
         if self.train.stats:
-            # Without a gradient hook the gradients are untouched: no second norm needed.
-            post = total_norm(grads) if r.touches_grads else pre
+            # Norm clippers hand their result to `norms`; other hooks cost a measurement.
+            post = self.norms.norm(grads) if r.touches_grads else pre
             self.stats.add(f"grad/{role}/norm_pre", pre, self.step)
             self.stats.add(f"grad/{role}/norm_post", post, self.step)
         r.scaler.step(r.opt)

@@ -150,3 +150,75 @@ def test_evaluations_happen_every_eval_every_steps_whatever_the_log_interval():
     evals = [step for step, logged in result.history if "eval/modes" in logged]
     assert evals == [3, 6, 9, 12]
     assert [s for s, m in result.history if "loss/generator" in m] == [3, 5, 6, 9, 10, 12]
+
+
+class NormProbe(Method):
+    """Runs after a clipper and measures the gradients the optimizer will see."""
+
+    name = "norm_probe"
+    config_cls = MethodConfig
+
+    def __init__(self):
+        super().__init__()
+        self.measured = []
+
+    def after_backward(self, role, model):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        self.measured.append(torch.nn.utils.get_total_norm(grads))
+        return {}
+
+
+@pytest.mark.parametrize("method", ["norm_clip", "autoclip", "zclip"])
+def test_shared_norms_measure_what_the_optimizer_gets(method, monkeypatch):
+    """Clippers hand their post-clip norm to the trainer instead of it measuring again; the
+    logged pre/post norms must equal a direct measurement of the same gradients."""
+    from bench.methods import create_method
+
+    stats = {"pre": [], "post": []}
+    real_add = trainer_mod.DeviceStats.add
+
+    def spy(self, key, value, step):
+        for which in stats:
+            if key == f"grad/discriminator/norm_{which}":
+                stats[which].append(float(value))
+        real_add(self, key, value, step)
+
+    monkeypatch.setattr(trainer_mod.DeviceStats, "add", spy)
+    params = {
+        "norm_clip": {"max_norm": 0.05},
+        "zclip": {"warmup": 2, "z_thresh": 0.5, "max_norm": 0.05},
+    }
+    clipper = create_method(method, **params.get(method, {}))
+    probe = NormProbe()
+    trainer = _trainer([clipper, probe], steps=8)
+    raw = []
+    real_after = type(clipper).after_backward
+
+    def measure_first(self, role, model):
+        if role == "discriminator":
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            raw.append(float(torch.nn.utils.get_total_norm(grads)))
+        return real_after(self, role, model)
+
+    monkeypatch.setattr(type(clipper), "after_backward", measure_first)
+    trainer.fit()
+    seen = [float(n) for n in probe.measured[::2]]  # discriminator first, then generator
+    assert stats["pre"] == pytest.approx(raw, rel=1e-5)
+    assert stats["post"] == pytest.approx(seen, rel=1e-5)
+    assert any(post < pre * 0.99 for pre, post in zip(raw, seen, strict=True))  # it clipped
+
+
+def test_grad_norms_cache_notices_in_place_edits():
+    from bench.metrics.gradients import GradNorms
+
+    grads = [torch.ones(3), torch.ones(4)]
+    norms = GradNorms()
+    first = norms.norm(grads)
+    assert norms.norm(grads) is first  # unchanged gradients: no second measurement
+    grads[0].mul_(2.0)
+    assert float(norms.norm(grads)) == pytest.approx(math.sqrt(12 + 4))
+    post = norms.scale_to(grads, norms.norm(grads), 1.0)
+    assert norms.norm(grads) is post and float(post) == pytest.approx(1.0, rel=1e-5)
+    assert float(torch.nn.utils.get_total_norm(grads)) == pytest.approx(1.0, rel=1e-5)
+    norms.new_update()
+    assert norms.norm(grads) is not post

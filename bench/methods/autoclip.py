@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
-from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
+from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -66,10 +66,10 @@ class AutoClip(Method):
         grads = grads_of(self.params(role, model))
         if role not in self.history:
             self.history[role] = NormHistory(self.config.window)
-        norm = total_norm(grads)
+        norm = self.norms.norm(grads)
         hist = self.history[role].push(norm)
         threshold = torch.quantile(hist, self.config.percentile / 100.0)
-        scale_to_norm_(grads, norm, threshold)
+        self.norms.scale_to(grads, norm, threshold)
         if not self.collect_stats:
             return {}
         return {"threshold": threshold, "clipped": (norm > threshold).float()}

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.metrics.gradients import GradNorms
 from bench.params import ROLES, param, validate
 from bench.registry import Registry
 
@@ -78,6 +79,9 @@ class Method:
         self.config = config if config is not None else self.config_cls()
         # The trainer switches this off for the "statistics off" speed comparison.
         self.collect_stats = True
+        # Norms measured this update; the trainer shares one cache between itself and every
+        # method (see GradNorms), a method on its own measures each time.
+        self.norms = GradNorms(enabled=False)
         self._params: dict[str, list[torch.Tensor]] = {}
 
     def params(self, role: str, model: nn.Module) -> list[torch.Tensor]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
-from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
+from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -46,9 +46,9 @@ class NormClip(Method):
         clipped = []
         for params in self._groups(role, model):
             grads = grads_of(params)
-            norm = total_norm(grads)
+            norm = self.norms.norm(grads)
             clipped.append(norm > tau)
-            scale_to_norm_(grads, norm, tau)
+            self.norms.scale_to(grads, norm, tau)
         if not self.collect_stats:
             return {}
         frac = clipped[0] if len(clipped) == 1 else torch.stack(clipped).float().mean()

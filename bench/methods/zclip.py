@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
-from bench.metrics.gradients import grads_of, scale_to_norm_, total_norm
+from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -82,16 +82,16 @@ class ZClip(Method):
     def after_backward(self, role, model):
         grads = grads_of(self.params(role, model))
         clipper = self.clippers.setdefault(role, ZScoreClipper(self.config))
-        norm = total_norm(grads)
+        norm = self.norms.norm(grads)
         if self.config.max_norm > 0:
-            scale_to_norm_(grads, norm, self.config.max_norm)
+            self.norms.scale_to(grads, norm, self.config.max_norm)
             norm = torch.clamp(norm, max=self.config.max_norm)
         result = clipper.update(norm)
         if result is None:
             return {}
         new_norm, over = result
         # Scale only clipped steps: min(1, norm / (norm + 1e-6)) would nudge every other step.
-        scale_to_norm_(grads, norm, torch.where(over, new_norm, torch.inf))
+        self.norms.scale_to(grads, norm, torch.where(over, new_norm, torch.inf))
         if not self.collect_stats:
             return {}
         return {"threshold": new_norm, "clipped": over.float()}

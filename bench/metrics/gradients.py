@@ -22,12 +22,56 @@ def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def scale_to_norm_(grads: list[torch.Tensor], norm: torch.Tensor, max_norm: torch.Tensor | float):
+def scale_to_norm_(
+    grads: list[torch.Tensor], norm: torch.Tensor, max_norm: torch.Tensor | float
+) -> torch.Tensor:
     """Scale grads in place by min(1, max_norm / (norm + 1e-6)): `clip_grad_norm_`'s formula,
-    but with a tensor threshold that never leaves the device."""
+    but with a tensor threshold that never leaves the device. Returns the factor."""
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
     if grads:
-        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
         torch._foreach_mul_(grads, coef)
+    return coef
+
+
+class GradNorms:
+    """Global gradient norms of the current update, shared by the trainer's statistics and the
+    norm-based clippers, so that the same gradients are never measured twice.
+
+    An entry is valid while its gradients are unchanged: the key holds each tensor's identity
+    and in-place version counter, so a method that edits gradients without going through
+    `scale_to` just causes a fresh measurement. The trainer calls `new_update()` after every
+    backward, since a freed gradient's identity can be reused. Disabled (what a method has
+    outside the trainer), every call measures.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._known: dict[tuple, torch.Tensor] = {}
+
+    def new_update(self) -> None:
+        self._known.clear()
+
+    @staticmethod
+    def _key(grads: list[torch.Tensor]) -> tuple:
+        return tuple((id(g), g._version) for g in grads)
+
+    def norm(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        if not self.enabled:
+            return total_norm(grads)
+        key = self._key(grads)
+        if key not in self._known:
+            self._known[key] = total_norm(grads)
+        return self._known[key]
+
+    def scale_to(
+        self, grads: list[torch.Tensor], norm: torch.Tensor, max_norm: torch.Tensor | float
+    ) -> torch.Tensor:
+        """`scale_to_norm_`, remembering the norm it leaves (norm x factor: exact up to
+        rounding, and no second pass over the gradients). Returns that norm."""
+        post = norm * scale_to_norm_(grads, norm, max_norm)
+        if self.enabled:
+            self._known[self._key(grads)] = post
+        return post
 
 
 def layer_grad_stats(model: nn.Module) -> dict[str, torch.Tensor]:
