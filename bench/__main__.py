@@ -1,4 +1,4 @@
-"""Command line: `python -m bench list | run | suite | sweep | report` (installed as `gan-bench`).
+"""Command line: `python -m bench list | run | suite | sweep | report | fetch` (also `gan-bench`).
 
 Names become objects only here (and in the suite and sweep runners). Bad input exits with code 2
 and one line on stderr naming the bad value and what is allowed, before anything is trained.
@@ -34,7 +34,8 @@ TRAIN_FLAGS = {
     "eval_samples": int,
     "log_every": int,
 }
-MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int, "d_capacity": float}
+MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int, "d_capacity": float,
+               "image_size": int}  # fmt: skip
 EVAL_FLAGS = {"extractor": str, "inception_weights": str}
 
 
@@ -92,10 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--heartbeat", type=int, default=10, help="seconds; a dead worker's trial "
                     "fails after 3 missed beats")  # fmt: skip
     sw.add_argument("--device", default="auto")
+    sw.add_argument("--data-root", default="", help="folder of an image data set's files")
     for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS, **EVAL_FLAGS}.items():
         sw.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
     _tracking_args(sw, default_experiment="sweeps")
     sw.add_argument("--no-track", action="store_true")
+    f = sub.add_parser("fetch", help="download an image data set through torchvision (internet)")
+    f.add_argument("dataset", help="mnist, fashion-mnist or cifar10 (or their stacked-*)")
+    f.add_argument("--data-root", default="", help="where to put the files (default data/NAME)")
     rep = sub.add_parser("report", help="markdown report of an experiment, from MLflow alone")
     rep.add_argument("--experiment", required=True)
     rep.add_argument("--out", help="default reports/EXPERIMENT.md")
@@ -168,7 +173,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     cfg = SweepConfig(
         args.dataset, args.method, args.trials, _seeds(args.tuning_seeds), train, model,
         suite=args.suite, multi_objective=args.multi_objective, pruner=args.pruner,
-        device=resolve_device(args.device),
+        device=resolve_device(args.device), data_root=args.data_root,
     )  # fmt: skip
     cfg.validate()
     if args.workers < 1:
@@ -253,6 +258,22 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def cmd_fetch(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.datasets import dataset_registry
+    from bench.datasets.files import FileData
+
+    cls = dataset_registry.get(args.dataset)
+    cls = getattr(cls, "base_cls", cls)  # stacked-X: fetch X
+    if not issubclass(cls, FileData):
+        fetchable = [n for n in dataset_registry.names()
+                     if issubclass(dataset_registry.get(n), FileData)]  # fmt: skip
+        raise ConfigError(
+            f"dataset {args.dataset!r} has nothing to download; fetchable: {', '.join(fetchable)}"
+        )
+    root = cls.fetch(Path(args.data_root) if args.data_root else None)
+    return {"dataset": cls.name, "data_root": str(root)}
+
+
 def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     from bench.report import build_report
     from bench.tracking import MlflowTracker
@@ -286,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_list()
         else:
             command = {"run": cmd_run, "suite": cmd_suite, "sweep": cmd_sweep,
-                       "report": cmd_report}[args.command]  # fmt: skip
+                       "report": cmd_report, "fetch": cmd_fetch}[args.command]  # fmt: skip
             print(json.dumps(_finite(command(args))), flush=True)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.config import RunConfig, flatten
-from bench.datasets import create_dataset, dataset_registry
+from bench.datasets import dataset_registry
 from bench.methods import method_registry
 from bench.plots import save_grad_norms
 from bench.run import execute
@@ -51,9 +51,12 @@ def run_tags(cfg: RunConfig, suite: str = "", label: str | None = None) -> dict[
 
 
 def run_params(cfg: RunConfig) -> dict[str, str]:
-    data = create_dataset(cfg.dataset)
-    params = flatten(cfg) | {f"dataset.{k}": str(v) for k, v in data.describe().items()}
-    return params | software_versions() | {"git_commit": git_commit()}
+    return flatten(cfg) | software_versions() | {"git_commit": git_commit()}
+
+
+def data_params(dataset) -> dict[str, str]:
+    """The loaded data's description (sizes, classes, ...), logged once they are loaded."""
+    return {f"dataset.{k}": str(v) for k, v in dataset.describe().items()}
 
 
 def software_versions() -> dict[str, str]:
@@ -116,7 +119,8 @@ def run_tracked(
     tags = run_tags(cfg, suite, label)
     name = f"{cfg.dataset}/{tags['label']}/seed{cfg.seed}"
     with tracker.start_run(experiment, name, tags, run_params(cfg)) as run:
-        result = execute(cfg, on_log=run.log_metrics, progress=progress)
+        result = execute(cfg, on_log=run.log_metrics, progress=progress,
+                         on_data=lambda data: run.log_params(data_params(data)))  # fmt: skip
         run.log_metrics(result.steps, summaries(result))
         with artifact_folder() as folder:
             write_artifacts(folder, cfg, result)

@@ -77,8 +77,9 @@ def resolve(
         spec = m.configure_models(spec)
     if seed < 0:
         raise ConfigError(f"seed={seed} is not allowed; allowed: >= 0")
-    data_cls.check(data_root or None)  # missing data fails here, before anything is written
-    return RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root)
+    cfg = RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root)
+    data_cls.check(cfg)  # missing or unfitting data fails here, before anything is written
+    return cfg
 
 
 def _replace(obj: Any, values: dict[str, Any], owner: str) -> Any:
@@ -88,13 +89,17 @@ def _replace(obj: Any, values: dict[str, Any], owner: str) -> Any:
         raise ConfigError(f"{owner}: {e}") from None
 
 
-def execute(cfg: RunConfig, on_log=None, progress: bool = False) -> RunResult:
-    """Build data, methods and models from `cfg`, train, evaluate."""
+def execute(cfg: RunConfig, on_log=None, progress: bool = False, on_data=None) -> RunResult:
+    """Build data, methods and models from `cfg`, train, evaluate. `on_data(dataset)` is called
+    once the data are loaded (the tracker records their description)."""
     torch.manual_seed(cfg.seed)  # initialisation; data and noise have their own generators
     dataset = create_dataset(
         cfg.dataset, device=cfg.device, data_root=cfg.data_root or None,
         extractor=cfg.train.extractor, inception_weights=cfg.train.inception_weights or None,
+        image_size=cfg.model.image_size,
     )  # fmt: skip
+    if on_data is not None:
+        on_data(dataset)
     methods = instantiate(cfg.methods)
     spec = cfg.model
     for m in methods:

@@ -58,8 +58,11 @@ class Suite:
     # Optional tuning: {"trials", "tuning_seeds", "train" (overrides for tuning runs), "pruner"}
     sweep: dict[str, Any] | None = None
     # Per data set overrides: {"fashion-mnist": {"model": {"d_capacity": 0.25}, "train": {...},
-    # "sweep_train": {...}}}
-    per_dataset: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # "sweep_train": {...}, "data_root": "/path/to/files"}}
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def data_root(self, dataset: str) -> str:
+        return str(self.per_dataset.get(dataset, {}).get("data_root", ""))
 
     def settings(self, dataset: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(train, model) options for runs on `dataset`."""
@@ -81,7 +84,8 @@ class Suite:
                     chosen = (tuned or {}).get((dataset, name), {})
                     params = params | {k: repr(v) for k, v in chosen.items()}
                     train, model = self.settings(dataset)
-                    cfg = resolve(dataset, [(name, params)], train, model, seed, device)
+                    cfg = resolve(dataset, [(name, params)], train, model, seed, device,
+                                  self.data_root(dataset))  # fmt: skip
                     out.append((cfg, label))
         return out
 
@@ -111,7 +115,7 @@ class Suite:
                 train=self.settings(dataset)[0] | dict(s.get("train", {}))
                 | self.per_dataset.get(dataset, {}).get("sweep_train", {}),
                 model=self.settings(dataset)[1], suite=self.name,
-                pruner=s.get("pruner", "median"), device=device,
+                pruner=s.get("pruner", "median"), device=device, data_root=self.data_root(dataset),
             )
             for dataset in self.datasets
             for name, _ in self.methods

@@ -49,6 +49,7 @@ class SweepConfig:
     pruner: str = "median"
     sampler_seed: int = 0
     device: str = "cpu"
+    data_root: str = ""  # image data sets: where their files are ("" = the default place)
 
     @property
     def study_name(self) -> str:
@@ -67,7 +68,7 @@ class SweepConfig:
     def run_config(self, params: dict[str, float], seed: int):
         texts = {k: repr(v) for k, v in params.items()}
         return resolve(self.dataset, [(self.method, texts)], self.train, self.model, seed,
-                       self.device)  # fmt: skip
+                       self.device, self.data_root)  # fmt: skip
 
 
 def default_params(method: str) -> dict[str, float]:

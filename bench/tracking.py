@@ -135,11 +135,13 @@ class MlflowTracker:
             return (db.parent / "artifacts" / experiment).resolve().as_uri()
         return None
 
-    def runs(self, experiment: str, finished_only: bool = False) -> list[Any]:
+    def runs(self, experiment: str, finished_only: bool = False, query: str = "") -> list[Any]:
+        """The experiment's runs (all pages), optionally filtered by an MLflow search query."""
         exp_id = self.experiment_id(experiment, create=False)
         if exp_id is None:
             return []
-        query = "attributes.status = 'FINISHED'" if finished_only else ""
+        if finished_only:
+            query = " and ".join(q for q in ("attributes.status = 'FINISHED'", query) if q)
         out, token = [], None
         while True:
             page = self.client.search_runs([exp_id], query, max_results=1000, page_token=token)
@@ -159,11 +161,11 @@ class MlflowTracker:
 
     def delete_incomplete(self, experiment: str, key: tuple[str, int]) -> None:
         """Remove leftovers of a killed or failed attempt at `key`, so a redo is no duplicate."""
-        for r in self.runs(experiment):
+        # Filtered by the store, not by reading every run of the experiment at each start.
+        query = f"tags.config_hash = '{key[0]}' and tags.seed = '{key[1]}'"
+        for r in self.runs(experiment, query=query):
             tags = r.data.tags
-            if (tags.get("config_hash"), tags.get("seed")) == (key[0], str(key[1])) and not (
-                r.info.status == "FINISHED" and tags.get("status") in ("finished", "diverged")
-            ):
+            if not (r.info.status == "FINISHED" and tags.get("status") in ("finished", "diverged")):
                 self.client.delete_run(r.info.run_id)
 
     def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> MlflowRun:

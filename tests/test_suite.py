@@ -154,3 +154,21 @@ def test_tuning_and_reporting_seeds_never_overlap():
     s = Suite("x", ("ring8",), (("norm_clip", {}),), (0, 1), sweep={"tuning_seeds": (1,)})
     with pytest.raises(ConfigError, match=r"seeds \[1\] are both tuning and reporting"):
         s.entries()
+
+
+def test_suite_file_gives_an_image_folder_its_root(tmp_path):
+    from tests.datasets.test_files import write_folder
+
+    root = write_folder(tmp_path / "pets")
+    path = tmp_path / "pets.toml"
+    path.write_text(
+        'datasets = ["imagefolder"]\nmethods = ["none", "norm_clip"]\n'
+        "sweep = {trials = 1, tuning_seeds = [9]}\n"
+        f'[per_dataset.imagefolder]\ndata_root = "{root}"\nmodel = {{image_size = 16}}\n'
+    )
+    suite = load_suite(str(path))
+    entries = suite.entries("cpu")
+    assert {(c.data_root, c.model.image_size) for c, _ in entries} == {(str(root), 16)}
+    assert [s.data_root for s in suite.sweep_configs("cpu")] == [str(root)]
+    with pytest.raises(ConfigError, match="imagefolder: give --data-root"):
+        Suite("x", ("imagefolder",), (("none", {}),), (0,)).entries("cpu")

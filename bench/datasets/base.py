@@ -35,8 +35,9 @@ class Dataset:
         self.device = torch.device(device)
 
     @classmethod
-    def check(cls, data_root: str | None) -> None:
-        """Fail with a one-line ConfigError, before training, when the data cannot be had."""
+    def check(cls, cfg: Any) -> None:
+        """Fail with a one-line ConfigError, before training, when the data cannot be had or do
+        not fit the run (`cfg` is the resolved RunConfig: data_root, model, train)."""
 
     @classmethod
     def train_defaults(cls) -> dict[str, Any]:

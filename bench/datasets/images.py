@@ -1,6 +1,6 @@
-"""Image data sets: scikit-learn's 8x8 `digits`, `fashion-mnist` and `mnist` from their standard
-IDX files, and the 1,000-mode `stacked-<base>` built from any of them (PROTOCOLS.md: three
-independent random images as the RGB channels).
+"""Image data: the base every image data set shares, scikit-learn's 8x8 `digits`, and the
+1,000-mode `stacked-<base>` built from any grayscale 10-class base (PROTOCOLS.md: three
+independent random images as the RGB channels). File-based sets are in files.py and folder.py.
 
 Images are kept as uint8 [N, C, H, W] tensors, exactly what generated images are quantised to
 before any metric; training batches are mapped to [-1, 1] (G ends in tanh). Missing files are a
@@ -9,63 +9,13 @@ one-line error that says how to get them.
 
 from __future__ import annotations
 
-import gzip
-import struct
-from pathlib import Path
+import hashlib
 
 import numpy as np
 import torch
 
 from bench.datasets.base import Dataset, dataset_registry
 from bench.errors import ConfigError
-
-FASHION_ROOTS = (Path("/usr/share/datasets/fashion-mnist"),)  # Debian's dataset-fashion-mnist
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally gzipped) as a numpy array: magic 0x0000 08 NDIM, big-endian dims."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08:
-        raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file")
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _find(root: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz"):
-        for folder in (root, root / "raw"):
-            if (folder / name).exists():
-                return folder / name
-    return None
-
-
-def load_idx_split(root: Path, split: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 images [N, 1, 28, 28], int64 labels) of one split under `root`."""
-    images_stem, labels_stem = IDX_FILES[split]
-    images, labels = _find(root, images_stem), _find(root, labels_stem)
-    if images is None or labels is None:
-        raise ConfigError(
-            f"{name}: IDX files {images_stem}[.gz] / {labels_stem}[.gz] not found under "
-            f"{str(root)!r}; give --data-root, or install them ({_HOW_TO_GET[name]})"
-        )
-    x = torch.from_numpy(read_idx(images).copy()).unsqueeze(1)
-    y = torch.from_numpy(read_idx(labels).astype(np.int64))
-    return x, y
-
-
-_HOW_TO_GET = {
-    "fashion-mnist": "apt-get install dataset-fashion-mnist, or torchvision.datasets.FashionMNIST"
-    "(root, download=True) on a machine with internet",
-    "mnist": "torchvision.datasets.MNIST(root, download=True) on a machine with internet",
-}
-
 
 METRIC_DIRECTIONS = (("modes", "max"), ("stacked_kl", "min"), ("fid", "min"), ("fd_", "min"),
                      ("kid", "min"), ("precision", "max"), ("recall", "max"))  # fmt: skip
@@ -110,22 +60,31 @@ class ImageData(ImageMetrics, Dataset):
     keep_samples = 64  # generated images kept for the sample grid
 
     def __init__(self, device="cpu", data_root: str | None = None, extractor: str = "auto",
-                 inception_weights: str | None = None):  # fmt: skip
+                 inception_weights: str | None = None, image_size: int = 0):  # fmt: skip
         from bench.metrics.images import choose_extractor
 
         self.device = torch.device(device)
+        self.image_size = image_size or self.size
+        self.train_x, self.train_y, self.test_x, self.test_y = self.load(data_root)
         # (torch-fidelity extractor, metric suffix, weights): decided once, used by every eval
         self.features = choose_extractor(f"{self.name}-cnn", extractor, inception_weights)
         self.primary_metric = f"kid{self.features[1]}"  # what a sweep optimises, as logged
-        self.train_x, self.train_y, self.test_x, self.test_y = self.load(data_root)
         self._train = self.train_x.to(self.device)
 
     def load(self, data_root):
+        """(train images, train labels, test images, test labels): uint8 [N, C, H, W], int64."""
         raise NotImplementedError
 
     @classmethod
-    def check(cls, data_root: str | None) -> None:
-        """Fail with a one-line error before training when the data cannot be had."""
+    def check(cls, cfg) -> None:
+        """Fail with a one-line error before training when the data cannot be had or do not
+        fit the model. These images have one size; only `imagefolder` resizes."""
+        size = cfg.model.image_size
+        if size != cls.size:
+            raise ConfigError(
+                f"{cls.name}: image_size={size} is not allowed; its images are {cls.size} px "
+                "(only imagefolder resizes)"
+            )
 
     @classmethod
     def train_defaults(cls) -> dict:
@@ -150,8 +109,14 @@ class ImageData(ImageMetrics, Dataset):
         return evaluate_images(self, generate, n)
 
     def describe(self):
-        return {"classes": self.n_classes, "size": self.size, "channels": self.channels,
+        return {"classes": self.n_classes, "size": self.image_size, "channels": self.channels,
                 "train": len(self.train_x), "test": len(self.test_x)}  # fmt: skip
+
+
+def digest(x: torch.Tensor) -> str:
+    """A short fingerprint of image data (its first 2,000 images), for cache keys: different
+    files never share a cached classifier or reference statistics."""
+    return hashlib.sha256(x[:2000].contiguous().numpy().tobytes()).hexdigest()[:10]
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -182,43 +147,6 @@ class Digits(ImageData):
         return x[perm[:cut]], y[perm[:cut]], x[perm[cut:]], y[perm[cut:]]
 
 
-class IdxData(ImageData):
-    default_roots: tuple[Path, ...] = ()
-
-    @classmethod
-    def root(cls, data_root: str | None) -> Path:
-        roots = (Path(data_root),) if data_root else cls.default_roots
-        if not roots:
-            raise ConfigError(f"{cls.name}: give --data-root ({_HOW_TO_GET[cls.name]})")
-        return next((r for r in roots if _find(r, IDX_FILES["test"][0])), roots[0])
-
-    @classmethod
-    def check(cls, data_root):
-        root = cls.root(data_root)
-        for split in IDX_FILES.values():
-            for stem in split:
-                if _find(root, stem) is None:
-                    raise ConfigError(
-                        f"{cls.name}: {stem}[.gz] not found under {str(root)!r}; give "
-                        f"--data-root, or install it ({_HOW_TO_GET[cls.name]})"
-                    )
-
-    def load(self, data_root):
-        root = self.root(data_root)
-        return (*load_idx_split(root, "train", self.name), *load_idx_split(root, "test", self.name))
-
-
-@dataset_registry.register("fashion-mnist")
-class FashionMnist(IdxData):
-    description = "Fashion-MNIST 28x28 from IDX files (Debian's dataset-fashion-mnist by default)"
-    default_roots = FASHION_ROOTS
-
-
-@dataset_registry.register("mnist")
-class Mnist(IdxData):
-    description = "MNIST 28x28 from IDX files under --data-root"
-
-
 class Stacked(ImageMetrics, Dataset):
     """Three independent random images of a 10-class base as the 3 channels: 1,000 modes."""
 
@@ -235,8 +163,8 @@ class Stacked(ImageMetrics, Dataset):
         self.device = self.base.device
 
     @classmethod
-    def check(cls, data_root):
-        cls.base_cls.check(data_root)
+    def check(cls, cfg):
+        cls.base_cls.check(cfg)
 
     @classmethod
     def train_defaults(cls) -> dict:
@@ -268,12 +196,11 @@ class Stacked(ImageMetrics, Dataset):
         }
 
 
-def _stacked(base: type[ImageData]) -> type[Stacked]:
+def register_stacked(base: type[ImageData]) -> type[Stacked]:
     name = f"stacked-{base.name}"
     text = f"3 random {base.name} images as RGB: 1,000 modes"
     cls = type(name, (Stacked,), {"base_cls": base, "__module__": __name__, "description": text})
     return dataset_registry.register(name)(cls)
 
 
-for _base in (Digits, FashionMnist, Mnist):
-    _stacked(_base)
+register_stacked(Digits)

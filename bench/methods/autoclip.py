@@ -67,8 +67,10 @@ class AutoClip(Method):
         if role not in self.history:
             self.history[role] = NormHistory(self.config.window)
         norm = self.norms.norm(grads)
-        hist = self.history[role].push(norm)
-        threshold = torch.quantile(hist, self.config.percentile / 100.0)
+        # An overflowing step (AMP: the scaler skips it) must not poison the history: it goes
+        # in as NaN, which the percentile ignores.
+        hist = self.history[role].push(torch.where(torch.isfinite(norm), norm, torch.nan))
+        threshold = torch.nanquantile(hist, self.config.percentile / 100.0)
         self.norms.scale_to(grads, norm, threshold)
         if not self.collect_stats:
             return {}

@@ -43,22 +43,25 @@ class ZScoreClipper:
         """Update the statistics with this step's norm; return (norm after clipping, whether it
         was clipped), or None during the warm-up."""
         cfg, norm = self.cfg, norm.detach().float()
+        finite = torch.isfinite(norm)  # an overflowing step (AMP) leaves the statistics alone
         if self.step < cfg.warmup:
             if self.warm is None:
                 self.warm = torch.empty(cfg.warmup, device=norm.device)
-            self.warm[self.step] = norm
+            self.warm[self.step] = torch.where(finite, norm, torch.nan)
             self.step += 1
             if self.step == cfg.warmup:
-                self.mean = self.warm.mean()
-                self.var = self.warm.var(unbiased=False)
+                self.mean = self.warm.nanmean()
+                self.var = ((self.warm - self.mean) ** 2).nanmean()
             return None
         std = self.var.sqrt()
         z = (norm - self.mean) / (std + cfg.eps)
         clipped = self.mean + cfg.z_thresh**2 * std / z
         over = z > cfg.z_thresh
         new_norm = torch.where(over, clipped, norm)
-        self.mean = cfg.alpha * self.mean + (1 - cfg.alpha) * new_norm
-        self.var = cfg.alpha * self.var + (1 - cfg.alpha) * (new_norm - self.mean) ** 2
+        mean = cfg.alpha * self.mean + (1 - cfg.alpha) * new_norm
+        var = cfg.alpha * self.var + (1 - cfg.alpha) * (new_norm - mean) ** 2
+        self.mean = torch.where(finite, mean, self.mean)
+        self.var = torch.where(finite, var, self.var)
         self.step += 1
         return new_norm, over
 

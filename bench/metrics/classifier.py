@@ -7,7 +7,6 @@ evaluations train nothing. Metric names carry the extractor's name (`fd_digits_c
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -18,7 +17,12 @@ from tqdm import tqdm
 
 ARCH = "cnn-v2"
 CACHE_DIR = Path("runs/extractors")
-EPOCHS = {"digits": 40, "fashion-mnist": 5, "mnist": 3}
+EPOCHS = {"digits": 40, "fashion-mnist": 5, "mnist": 3, "cifar10": 10}
+
+
+def epochs_for(data) -> int:
+    """The set's own count, else about 60,000 images' worth of updates (5 to 40 epochs)."""
+    return EPOCHS.get(data.name) or min(40, max(5, 60_000 // len(data.train_x)))
 
 
 class SmallCNN(nn.Module):
@@ -45,8 +49,9 @@ class SmallCNN(nn.Module):
 
 def cache_file(data, cache_dir: Path | None = None) -> Path:
     """Keyed by data set, architecture and the training data itself (a changed file retrains)."""
-    digest = hashlib.sha256(data.train_x[:2000].numpy().tobytes()).hexdigest()[:10]
-    return (cache_dir or CACHE_DIR) / f"{data.name}-{ARCH}-{digest}.pt"
+    from bench.datasets.images import digest
+
+    return (cache_dir or CACHE_DIR) / f"{data.name}-{ARCH}-{digest(data.train_x)}.pt"
 
 
 @torch.no_grad()
@@ -67,7 +72,7 @@ def train_classifier(data, epochs: int, seed: int = 0, progress: bool = False) -
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = SmallCNN(data.channels, data.size, data.n_classes)
+    net = SmallCNN(data.channels, data.train_x.shape[-1], data.n_classes)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x, y = data.train_x, data.train_y
     steps = epochs * ((len(x) + 127) // 128)
@@ -97,7 +102,7 @@ def load_or_train(data, cache_dir: Path | None = None, progress: bool = False):
         net.load_state_dict(saved["state_dict"])
         net.eval()
         return net, float(saved["test_accuracy"]), False
-    net = train_classifier(data, EPOCHS.get(data.name, 5), progress=progress)
+    net = train_classifier(data, epochs_for(data), progress=progress)
     acc = accuracy(net, data.test_x, data.test_y)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -176,13 +176,18 @@ def _classifier(data):
 
 
 def evaluate_images(data, sampler, n: int) -> dict[str, float]:
-    net, acc, name = _classifier(data)
-    register_cnn(name, net, per_channel=False)
+    from bench.datasets.images import digest
+
     extractor, suffix, weights = data.features
+    acc = None
+    if extractor != INCEPTION:  # the classifier is the feature extractor
+        net, acc, name = _classifier(data)
+        register_cnn(name, net, per_channel=False)
     real = data.real_eval_images()
-    cache = f"{data.name}-test-{extractor}-{len(real)}"
+    cache = f"{data.name}-test-{extractor}-{len(real)}-{digest(real)}"
     out = fidelity_metrics(sampler, real, n, extractor, suffix, weights, cache)
-    out["classifier_accuracy"] = acc
+    if acc is not None:
+        out["classifier_accuracy"] = acc
     _keep_first_batch(sampler)
     return out
 
@@ -204,13 +209,13 @@ def stacked_modes(net: nn.Module, batches, n_modes: int = 1000) -> dict[str, flo
 
 
 def evaluate_stacked(data, sampler, n: int) -> dict[str, float]:
-    from bench.datasets.images import to_uint8
+    from bench.datasets.images import digest, to_uint8
 
     net, acc, name = _classifier(data.base)
     out = stacked_modes(net, (to_uint8(x) for x in sampler.batches(n, batch=2000)))
     register_cnn(f"stacked-{name}", net, per_channel=True)
     real = data.real_eval_images()
-    cache = f"{data.name}-test-stacked-{name}-{len(real)}"
+    cache = f"{data.name}-test-stacked-{name}-{len(real)}-{digest(real)}"
     out |= fidelity_metrics(sampler, real, n, f"stacked-{name}",
                             "_" + f"stacked_{name}".replace("-", "_"), None, cache)  # fmt: skip
     out["classifier_accuracy"] = acc

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bench.datasets import create_dataset
-from bench.datasets.images import read_idx, to_uint8, to_unit
+from bench.datasets.files import read_idx
+from bench.datasets.images import to_uint8, to_unit
 from bench.errors import ConfigError
 from bench.run import resolve
 

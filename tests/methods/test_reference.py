@@ -166,6 +166,19 @@ def test_zclip_cap_is_an_explicit_option():
     assert out == pytest.approx([1.0, 1.0], rel=1e-5)
 
 
+def test_an_overflowing_step_does_not_poison_adaptive_thresholds():
+    """Under AMP a step's norm can be inf (the scaler then skips it); the history must not
+    keep it."""
+    out = _run_norm_sequence(create_method("autoclip", percentile=50.0), [1.0, math.inf, 3.0])
+    assert out[2] == pytest.approx(2.0, rel=1e-5)  # median of [1, 3]; inf ignored
+    m = create_method("zclip", warmup=3, alpha=0.5)
+    out = _run_norm_sequence(m, [1.0, math.inf, 3.0, math.inf, 2.0])
+    c = m.clippers["generator"]
+    # warm-up of [1, 3]: mean 2, variance 1; the step of norm 2 halves the variance
+    assert float(c.mean) == pytest.approx(2.0) and float(c.var) == pytest.approx(0.5)
+    assert out[4] == pytest.approx(2.0, rel=1e-5)
+
+
 def test_clippers_keep_separate_state_per_role():
     m = create_method("autoclip", percentile=50.0)
     _run_norm_sequence(m, [1.0, 1.0], role="discriminator")

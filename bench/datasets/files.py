@@ -1,0 +1,216 @@
+"""Image data sets read from their standard files: `fashion-mnist` and `mnist` (IDX), `cifar10`
+(the python pickle batches), and the stacked 1,000-mode sets of the two grayscale ones.
+
+Where the files are: `--data-root`, else the first default place that holds them (Debian's
+`dataset-fashion-mnist` package, then `./data/<name>`, where `python -m bench fetch <name>`
+downloads them through torchvision on a machine with internet). Nothing downloads during a run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.datasets.base import dataset_registry
+from bench.datasets.images import ImageData, register_stacked
+from bench.errors import ConfigError
+
+DATA_DIR = Path("data")  # `fetch` downloads to DATA_DIR / name (relative to the working folder)
+
+
+class FileData(ImageData):
+    """Images in a standard on-disk format under a root folder."""
+
+    system_roots: tuple[Path, ...] = ()  # searched before DATA_DIR / name
+    torchvision_class = ""  # torchvision.datasets.<this> downloads the same files
+    install_hint = ""  # another way to get the files, for the error message
+
+    @classmethod
+    def missing(cls, root: Path) -> str | None:
+        """The first required file that is not under `root` (None when all are there)."""
+        raise NotImplementedError
+
+    @classmethod
+    def read(cls, root: Path) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def root(cls, data_root: str | None) -> Path:
+        """Where the files are; a one-line error that says how to get them when nowhere."""
+        roots = (Path(data_root),) if data_root else (*cls.system_roots, DATA_DIR / cls.name)
+        for r in roots:
+            if cls.missing(r) is None:
+                return r
+        where = " or ".join(repr(str(r)) for r in roots)
+        ways = [] if data_root else ["give --data-root"]
+        target = f" --data-root {data_root}" if data_root else ""
+        ways.append(f"run `python -m bench fetch {cls.name}{target}` on a machine with internet")
+        if cls.install_hint:
+            ways.append(cls.install_hint)
+        raise ConfigError(
+            f"{cls.name}: {cls.missing(roots[0])} not found under {where}; {', or '.join(ways)}"
+        )
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        cls.root(cfg.data_root or None)
+
+    def load(self, data_root):
+        return self.read(self.root(data_root))
+
+    @classmethod
+    def fetch(cls, root: Path | None = None) -> Path:
+        """Download the files through torchvision into `root` (default ./data/<name>, unless a
+        default place holds them already); returns where they are."""
+        import torchvision.datasets
+
+        if root is None:
+            try:
+                return cls.root(None)  # already in one of the default places
+            except ConfigError:
+                root = DATA_DIR / cls.name
+        if cls.missing(root) is None:
+            return root
+        source = getattr(torchvision.datasets, cls.torchvision_class)
+        try:
+            for train in (True, False):
+                source(str(root), train=train, download=True)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError; checksums: RuntimeError
+            reason = " ".join(str(e).split())[:300]  # torchvision lists every mirror it tried
+            raise ConfigError(
+                f"fetch {cls.name}: download into {str(root)!r} failed ({reason}); on a machine "
+                "without internet, copy the files there or give --data-root"
+            ) from None
+        if cls.missing(root) is not None:
+            raise ConfigError(f"fetch {cls.name}: {cls.missing(root)} missing after download")
+        return root
+
+
+# ---- IDX (MNIST, Fashion-MNIST) ----------------------------------------------------------------
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array: magic 0x0000 08 NDIM, big-endian dims."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+class IdxData(FileData):
+    """The four IDX files, plain or gzipped, in the root, its `raw/`, or torchvision's
+    `<Class>/raw/` layout."""
+
+    @classmethod
+    def _find(cls, root: Path, stem: str) -> Path | None:
+        folders = (root, root / "raw", root / cls.torchvision_class / "raw")
+        for folder in folders:
+            for name in (stem, stem + ".gz"):
+                if (folder / name).is_file():
+                    return folder / name
+        return None
+
+    @classmethod
+    def missing(cls, root):
+        stems = [s for split in IDX_FILES.values() for s in split]
+        return next((f"{s}[.gz]" for s in stems if cls._find(root, s) is None), None)
+
+    @classmethod
+    def read(cls, root):
+        out = []
+        for images, labels in IDX_FILES.values():
+            out.append(torch.from_numpy(read_idx(cls._find(root, images)).copy()).unsqueeze(1))
+            out.append(torch.from_numpy(read_idx(cls._find(root, labels)).astype(np.int64)))
+        return tuple(out)
+
+
+@dataset_registry.register("fashion-mnist")
+class FashionMnist(IdxData):
+    description = "Fashion-MNIST 28x28 from IDX files (Debian's dataset-fashion-mnist by default)"
+    system_roots = (Path("/usr/share/datasets/fashion-mnist"),)  # Debian's package
+    torchvision_class = "FashionMNIST"
+    install_hint = "apt-get install dataset-fashion-mnist"
+
+
+@dataset_registry.register("mnist")
+class Mnist(IdxData):
+    description = "MNIST 28x28 from IDX files (--data-root, or fetched into ./data/mnist)"
+    torchvision_class = "MNIST"
+
+
+# ---- CIFAR-10 (python pickle batches) ----------------------------------------------------------
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_NUMPY_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"),
+                  ("numpy.core.multiarray", "_reconstruct"),
+                  ("numpy._core.multiarray", "_reconstruct"),
+                  ("_codecs", "encode")}  # how protocol 2 spells bytes; harmless  # fmt: skip
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays, nothing else: a pickle can run any code,
+    and a data file has no business doing so."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a data file")
+        return getattr(importlib.import_module(module), name)
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images [N, 3, 32, 32], labels) of one CIFAR-10 python batch file."""
+    with open(path, "rb") as f:
+        try:
+            batch = _ArraysOnly(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise ConfigError(f"{str(path)!r} is not a CIFAR-10 batch file ({e})") from None
+    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return images, np.asarray(batch["labels"], dtype=np.int64)
+
+
+@dataset_registry.register("cifar10")
+class Cifar10(FileData):
+    description = "CIFAR-10 32x32 RGB from the python batches (--data-root or ./data/cifar10)"
+    channels = 3
+    size = 32
+    torchvision_class = "CIFAR10"
+
+    @classmethod
+    def _folder(cls, root: Path) -> Path:
+        return root / CIFAR_FOLDER if (root / CIFAR_FOLDER).is_dir() else root
+
+    @classmethod
+    def missing(cls, root):
+        names = [n for files in CIFAR_FILES.values() for n in files]
+        folder = cls._folder(root)
+        return next((f"{CIFAR_FOLDER}/{n}" for n in names if not (folder / n).is_file()), None)
+
+    @classmethod
+    def read(cls, root):
+        out = []
+        for files in CIFAR_FILES.values():
+            parts = [read_cifar_batch(cls._folder(root) / n) for n in files]
+            out.append(torch.from_numpy(np.concatenate([x for x, _ in parts])))
+            out.append(torch.from_numpy(np.concatenate([y for _, y in parts])))
+        return tuple(out)
+
+
+for _base in (FashionMnist, Mnist):  # grayscale bases only: each channel is one base image
+    register_stacked(_base)
