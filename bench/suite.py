@@ -141,8 +141,9 @@ PRESETS = {
         sweep={"trials": 4, "tuning_seeds": (100,), "pruner": "median",
                "train": {"steps": 500, "eval_every": 125}},
     ),
-    # A few hours on a 2-core CPU: quick, plus stacked digits (1,000 modes) and Fashion-MNIST
-    # with a weakened discriminator (1/4 of G's width), where mode collapse reliably appears.
+    # About 2 hours on a 2-core CPU (estimated from timed single runs, README): quick, plus
+    # stacked digits (1,000 modes) and Fashion-MNIST with a weakened discriminator (1/4 of G's
+    # width), where mode collapse reliably appears.
     "standard": Suite(
         "standard", ("ring8", "grid25", "stacked-digits", "fashion-mnist"), ALL_METHODS, (0, 1, 2),
         train={"steps": 1000, "eval_every": 250, "log_every": 100},
