@@ -75,14 +75,15 @@ class ImageFolder(ImageData):
         root = Path(cfg.data_root)
         if not root.is_dir():
             raise ConfigError(f"imagefolder: --data-root {str(root)!r} is not a folder")
-        for split, classes in splits(root).items():
+        groups = splits(root)
+        for split, classes in groups.items():
             n = sum(len(v) for v in classes.values())
             if n < MIN_IMAGES:
                 raise ConfigError(
                     f"imagefolder: {n} images in {split!r} under {str(root)!r}; at least "
                     f"{MIN_IMAGES} needed ({', '.join(sorted(EXTENSIONS))})"
                 )
-        names = {c for classes in splits(root).values() for c in classes}
+        names = {c for classes in groups.values() for c in classes}
         train = cfg.train
         has_inception = train.extractor != "cnn" and inception_weights(
             train.inception_weights or None
