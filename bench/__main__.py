@@ -7,6 +7,7 @@ and one line on stderr naming the bad value and what is allowed, before anything
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -18,39 +19,61 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.errors import ConfigError
-
-# CLI flag -> TrainConfig field (only flags the user gives override the method's recipe)
-TRAIN_FLAGS = {
-    "steps": int,
-    "batch_size": int,
-    "n_critic": int,
-    "loss": str,
-    "optimizer": str,
-    "lr_g": float,
-    "lr_d": float,
-    "beta1": float,
-    "beta2": float,
-    "eval_every": int,
-    "eval_samples": int,
-    "log_every": int,
-}
-MODEL_FLAGS = {"hidden": int, "z_dim": int, "depth_g": int, "depth_d": int, "d_capacity": float,
-               "image_size": int}  # fmt: skip
-EVAL_FLAGS = {"extractor": str, "inception_weights": str}
+from bench.methods import BASELINE
+from bench.params import allowed_text, field_types
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+def config_flags(p: argparse.ArgumentParser, cls: type, title: str) -> None:
+    """One flag per field of a config dataclass, from its declaration: type, help, default and
+    allowed values. Values stay text here; `resolve` parses and validates them (one-line
+    errors), and only flags given override the data set's defaults and the method's recipe."""
+    g = p.add_argument_group(
+        title,
+        "defaults are the shared recipe's; a data set's defaults "
+        "and a method's recipe may change them (`list` shows both)",
+    )
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        allowed = allowed_text(f)
+        text = f"{f.metadata.get('help') or f.name.replace('_', ' ')} (default: {default}"
+        text += f"; allowed: {allowed})" if allowed else ")"
+        flag = "--" + f.name.replace("_", "-")
+        if field_types(cls)[f.name] is bool:
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=text)  # fmt: skip
+        else:
+            g.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                           help=text)  # fmt: skip
+
+
+def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The flags of `cls`'s fields that the user gave."""
+    names = [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bench.config import ModelSpec, TrainConfig
+
     p = Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    sub.add_parser("list", help="methods with their parameters, and datasets")
+    sub.add_parser("list", help="methods with their parameters and search ranges, datasets "
+                   "with their metrics and defaults")  # fmt: skip
+    c = sub.add_parser("check", help="run the method contract battery on one method")
+    c.add_argument("method", help="a registered method name (see `list`)")
     r = sub.add_parser("run", help="train and evaluate one run; prints one JSON line")
-    r.add_argument("--dataset", required=True)
-    r.add_argument("--method", action="append", default=[], help="repeatable; default none")
+    _run_args(r)
     r.add_argument(
         "--set",
         action="append",
@@ -59,30 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="method parameter; METHOD.KEY=VALUE when several methods are given",
     )
     r.add_argument("--targets", help="roles the methods act on, e.g. generator,discriminator")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS, **EVAL_FLAGS}.items():
-        r.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
-    r.add_argument("--data-root", default="", help="folder of an image data set's files")
-    r.add_argument("--lr", type=float, help="both learning rates")
-    r.add_argument("--amp", action="store_true", help="mixed precision")
-    r.add_argument("--no-stats", action="store_true", help="skip gradient statistics")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--seed", type=int, default=0, help="reporting seed (data, noise, init)")
+    r.add_argument("--lr", help="both learning rates (lr_g and lr_d)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     _tracking_args(r, default_experiment="runs")
     r.add_argument("--no-track", action="store_true", help="do not record the run in MLflow")
+    for cls, title in ((TrainConfig, "training"), (ModelSpec, "model")):
+        config_flags(r, cls, title)
     s = sub.add_parser("suite", help="run a suite resumably, then write its report")
-    s.add_argument("--suite", default="quick", help="quick, full, micro, or a .toml file")
+    s.add_argument("--suite", default="quick", help="quick, standard, full, micro, or a .toml")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--report", help="report path (default reports/EXPERIMENT.md)")
-    s.add_argument("--no-report", action="store_true")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-report", action="store_true", help="skip the report")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     _tracking_args(s, default_experiment=None)
-    s.add_argument(
-        "--storage", help="Optuna storage for suites that sweep (default runs/optuna.db)"
-    )
-    sw = sub.add_parser("sweep", help="Optuna search of a method's clip range")
-    sw.add_argument("--dataset", required=True)
-    sw.add_argument("--method", required=True)
+    s.add_argument("--storage", help="Optuna storage for suites that sweep (default "
+                   "runs/optuna.db)")  # fmt: skip
+    sw = sub.add_parser("sweep", help="Optuna search of a method's declared range")
+    _run_args(sw)
     sw.add_argument("--trials", type=int, default=20, help="trials that complete, prune or fail")
     sw.add_argument("--tuning-seeds", default="1000", help="comma-separated; never reporting seeds")
     sw.add_argument("--storage", help="sqlite:///PATH (default runs/optuna.db) or postgresql://...")
@@ -92,20 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--multi-objective", action="store_true", help="quality vs coverage (Pareto)")
     sw.add_argument("--heartbeat", type=int, default=10, help="seconds; a dead worker's trial "
                     "fails after 3 missed beats")  # fmt: skip
-    sw.add_argument("--device", default="auto")
-    sw.add_argument("--data-root", default="", help="folder of an image data set's files")
-    for name, tp in {**TRAIN_FLAGS, **MODEL_FLAGS, **EVAL_FLAGS}.items():
-        sw.add_argument("--" + name.replace("_", "-"), type=tp, default=None)
     _tracking_args(sw, default_experiment="sweeps")
-    sw.add_argument("--no-track", action="store_true")
+    sw.add_argument("--no-track", action="store_true", help="do not record trials in MLflow")
+    for cls, title in ((TrainConfig, "training"), (ModelSpec, "model")):
+        config_flags(sw, cls, title)
     f = sub.add_parser("fetch", help="download an image data set through torchvision (internet)")
     f.add_argument("dataset", help="mnist, fashion-mnist or cifar10 (or their stacked-*)")
     f.add_argument("--data-root", default="", help="where to put the files (default data/NAME)")
     rep = sub.add_parser("report", help="markdown report of an experiment, from MLflow alone")
-    rep.add_argument("--experiment", required=True)
+    rep.add_argument("--experiment", required=True, help="MLflow experiment name")
     rep.add_argument("--out", help="default reports/EXPERIMENT.md")
     rep.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./runs/mlflow.db")
     return p
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """What `run` and `sweep` share: the data set, the method, the device."""
+    p.add_argument("--dataset", required=True, help="a registered data set (see `list`)")
+    p.add_argument("--method", action="append", default=[],
+                   help="a registered method; repeatable for `run` (default none)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-root", default="", help="folder of an image data set's files")
 
 
 def _tracking_args(p: argparse.ArgumentParser, default_experiment: str | None) -> None:
@@ -116,7 +140,7 @@ def _tracking_args(p: argparse.ArgumentParser, default_experiment: str | None) -
 
 def parse_sets(methods: list[str], sets: list[str], targets: str | None):
     """[(method, {param: text})] from --method and --set flags."""
-    methods = methods or ["none"]
+    methods = methods or [BASELINE]
     params: dict[str, dict[str, str]] = {m: {} for m in methods}
     for item in sets:
         key, sep, value = item.partition("=")
@@ -137,6 +161,7 @@ def parse_sets(methods: list[str], sets: list[str], targets: str | None):
 
 
 def cmd_list() -> None:
+    from bench.config import TrainConfig
     from bench.datasets import dataset_registry
     from bench.methods import method_registry
     from bench.methods.base import describe
@@ -144,15 +169,40 @@ def cmd_list() -> None:
     rows = []
     for name in method_registry.names():
         cls = method_registry.get(name)
-        for i, (pname, default, allowed, _help) in enumerate(describe(cls)):
+        for i, (pname, default, allowed, search, help_) in enumerate(describe(cls)):
             default = ",".join(default) if isinstance(default, tuple) else default
-            rows.append(
-                [name if i == 0 else "", cls.family if i == 0 else "", pname, default, allowed]
-            )
-    print(tabulate(rows, ["method", "family", "parameter", "default", "allowed"]))
+            first = i == 0
+            rows.append([name if first else "", cls.family if first else "", pname, default,
+                         allowed, search, help_])  # fmt: skip
+    print(tabulate(rows, ["method", "family", "parameter", "default", "allowed", "searched",
+                          "meaning"]))  # fmt: skip
     print()
-    drows = [[n, dataset_registry.get(n).description] for n in dataset_registry.names()]
-    print(tabulate(drows, ["dataset", "description"]))
+    drows = []
+    for n in dataset_registry.names():
+        cls = dataset_registry.get(n)
+        train = cls.settle(TrainConfig(**cls.train_defaults()))
+        metrics = ", ".join(m.name + (" (primary)" if m.primary else "")
+                            for m in cls.declare_metrics(train))  # fmt: skip
+        defaults = cls.train_defaults() | {
+            k: v for k, v in cls.model_defaults().items() if k not in ("kind", "data_dim")
+        }
+        model = cls.model_defaults().get("kind", "mlp")
+        drows.append([n, cls.description, model, metrics,
+                      ", ".join(f"{k}={v}" for k, v in defaults.items())])  # fmt: skip
+    print(tabulate(drows, ["dataset", "description", "model", "metrics", "defaults"],
+                   maxcolwidths=[None, 40, None, 40, 40]))  # fmt: skip
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The contract battery on one method, a line per check; exit 1 when any fails."""
+    from bench.contract import run_checks
+
+    results = run_checks(args.method)
+    for check, ok, reason in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {check}" + (f": {reason}" if reason else ""))
+    failed = sum(not ok for _, ok, _ in results)
+    print(f"{args.method}: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -163,15 +213,16 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.config import ModelSpec, TrainConfig
     from bench.run import resolve_device
     from bench.sweep import SweepConfig, default_storage, make_storage, run_sweep
     from bench.tracking import MlflowTracker, NullTracker
 
-    train = {k: getattr(args, k) for k in {**TRAIN_FLAGS, **EVAL_FLAGS}
-             if getattr(args, k) is not None}  # fmt: skip
-    model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    train, model = config_values(args, TrainConfig), config_values(args, ModelSpec)
+    if len(args.method) != 1:
+        raise ConfigError(f"sweep takes one --method, not {len(args.method)}")
     cfg = SweepConfig(
-        args.dataset, args.method, args.trials, _seeds(args.tuning_seeds), train, model,
+        args.dataset, args.method[0], args.trials, _seeds(args.tuning_seeds), train, model,
         suite=args.suite, multi_objective=args.multi_objective, pruner=args.pruner,
         device=resolve_device(args.device), data_root=args.data_root,
     )  # fmt: skip
@@ -188,17 +239,12 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.config import ModelSpec, TrainConfig
     from bench.run import execute, resolve
 
-    train = {k: getattr(args, k) for k in {**TRAIN_FLAGS, **EVAL_FLAGS}
-             if getattr(args, k) is not None}  # fmt: skip
+    train, model = config_values(args, TrainConfig), config_values(args, ModelSpec)
     if args.lr is not None:
         train = {"lr_g": args.lr, "lr_d": args.lr} | train
-    if args.amp:
-        train["amp"] = True
-    if args.no_stats:
-        train["stats"] = False
-    model = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
     methods = parse_sets(args.method, args.set, args.targets)
     cfg = resolve(args.dataset, methods, train, model, args.seed, args.device, args.data_root)
     if args.no_track:
@@ -305,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             cmd_list()
+        elif args.command == "check":
+            return cmd_check(args)
         else:
             command = {"run": cmd_run, "suite": cmd_suite, "sweep": cmd_sweep,
                        "report": cmd_report, "fetch": cmd_fetch}[args.command]  # fmt: skip

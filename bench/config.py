@@ -7,11 +7,13 @@ validates itself on construction, so bad input fails before anything is built or
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bench.datasets import dataset_registry
 from bench.errors import ConfigError
-from bench.params import ROLES, param, to_text, validate
+from bench.methods import method_registry
+from bench.params import ROLES, from_texts, param, to_text, validate
 
 LOSSES = ("ns", "wasserstein", "hinge")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -22,23 +24,23 @@ class TrainConfig:
     """Training recipe; defaults are the seed article's: NS-BCE, Adam 2e-4, betas (0.5, 0.999)."""
 
     steps: int = param(3000, low=1, help="generator updates")
-    batch_size: int = param(256, low=1)
+    batch_size: int = param(256, low=1, help="samples per batch, real and generated")
     n_critic: int = param(1, low=1, help="discriminator updates per generator update")
-    loss: str = param("ns", choices=LOSSES)
-    optimizer: str = param("adam", choices=OPTIMIZERS)
-    lr_g: float = param(2e-4, low=0.0, low_open=True)
-    lr_d: float = param(2e-4, low=0.0, low_open=True)
+    loss: str = param("ns", choices=LOSSES, help="adversarial loss (ns: non-saturating BCE)")
+    optimizer: str = param("adam", choices=OPTIMIZERS, help="optimizer of both networks")
+    lr_g: float = param(2e-4, low=0.0, low_open=True, help="generator learning rate")
+    lr_d: float = param(2e-4, low=0.0, low_open=True, help="discriminator learning rate")
     beta1: float = param(0.5, low=0.0, high=1.0, help="Adam beta1 / SGD momentum")
-    beta2: float = param(0.999, low=0.0, high=1.0)
+    beta2: float = param(0.999, low=0.0, high=1.0, help="Adam beta2")
     amp: bool = param(False, help="mixed precision (bf16 autocast on CPU, fp16 on CUDA)")
-    eval_every: int = param(500, low=1)
-    eval_samples: int = param(2500, low=10)
+    eval_every: int = param(500, low=1, help="evaluation interval (generator steps)")
+    eval_samples: int = param(2500, low=10, help="generated samples per evaluation")
     log_every: int = param(100, low=1, help="statistics are read from the device this often")
     layer_stats_every: int = param(500, low=1, help="per-layer gradient statistics interval")
     stats: bool = param(True, help="collect gradient statistics")
     extractor: str = param("auto", choices=("auto", "inception", "cnn"), help="image metrics")
     inception_weights: str = param("", help="local inception-v3-compat weights file")
-    recipe: str = param("shared", help="name of the recipe these values come from")
+    recipe: str = param("shared", help="name of the recipe these values come from", cli=False)
 
     def __post_init__(self) -> None:
         validate(self, "train")
@@ -50,18 +52,18 @@ class TrainConfig:
 class ModelSpec:
     """What G and D look like. Build-time switches (layer norm, spectral norm) name the roles."""
 
-    kind: str = param("mlp", choices=("mlp", "dcgan"))
-    data_dim: int = param(2, low=1, help="MLP data dimension")
-    channels: int = param(1, low=1, help="DCGAN image channels")
+    kind: str = param("mlp", choices=("mlp", "dcgan"), cli=False)
+    data_dim: int = param(2, low=1, help="MLP data dimension", cli=False)
+    channels: int = param(1, low=1, help="DCGAN image channels", cli=False)
     image_size: int = param(0, low=0, help="DCGAN image side: 8, 16, 28, 32 or 64")
-    z_dim: int = param(2, low=1)
+    z_dim: int = param(2, low=1, help="noise dimension")
     hidden: int = param(128, low=1, help="MLP width; DCGAN base channel count")
     d_capacity: float = param(1.0, low=0.0, low_open=True, help="D width relative to G")
     depth_g: int = param(3, low=1, help="hidden layers of G")
     depth_d: int = param(3, low=1, help="hidden layers of D")
-    layer_norm: tuple[str, ...] = param((), choices=ROLES)
-    spectral_norm: tuple[str, ...] = param((), choices=ROLES)
-    sn_power_iterations: int = param(1, low=1)
+    layer_norm: tuple[str, ...] = param((), choices=ROLES, cli=False)  # set by layer_norm
+    spectral_norm: tuple[str, ...] = param((), choices=ROLES, cli=False)  # by spectral_norm
+    sn_power_iterations: int = param(1, low=1, cli=False)
 
     def __post_init__(self) -> None:
         validate(self, "model")
@@ -73,10 +75,15 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method by registered name with its validated config."""
+    """A method by registered name with its class and validated config (resolved once)."""
 
     name: str
     config: Any
+    cls: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cls is None:
+            object.__setattr__(self, "cls", method_registry.get(self.name))
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,16 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     data_root: str = ""  # image data sets: where their files are ("" = the default place)
+    data_cls: Any = field(default=None, compare=False, repr=False)  # the dataset's class
+
+    def __post_init__(self) -> None:
+        if self.data_cls is None:
+            object.__setattr__(self, "data_cls", dataset_registry.get(self.dataset))
+
+    @property
+    def metrics(self) -> tuple:
+        """The metrics this run evaluates (declared by its data under its training config)."""
+        return self.data_cls.declare_metrics(self.train)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (for the JSON summary and config.json)."""
@@ -119,8 +136,6 @@ def flatten(cfg: RunConfig) -> dict[str, str]:
 
 def from_flat(flat: dict[str, str]) -> RunConfig:
     """Inverse of `flatten`."""
-    from bench.methods import method_registry
-    from bench.params import from_texts
 
     def section(prefix: str) -> dict[str, str]:
         n = len(prefix) + 1

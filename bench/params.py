@@ -37,10 +37,12 @@ def param(
     choices: tuple[Any, ...] | None = None,
     search: Search | None = None,
     help: str = "",
+    cli: bool = True,
 ) -> Any:
-    """A dataclass field with validation metadata (`low_open`: the lower bound is excluded)."""
+    """A dataclass field with validation metadata (`low_open`: the lower bound is excluded;
+    `cli=False`: set by data or methods, not a command-line flag)."""
     meta = {"low": low, "high": high, "low_open": low_open, "choices": choices}
-    meta |= {"search": search, "help": help}
+    meta |= {"search": search, "help": help, "cli": cli}
     if isinstance(default, list | dict | set):
         raise TypeError("use tuples for defaults of frozen configs")
     return dataclasses.field(default=default, metadata=meta)
@@ -111,6 +113,32 @@ def from_texts(cls: type, texts: dict[str, str], owner: str) -> Any:
     """Build and validate `cls` from {field: string}; missing fields take their defaults."""
     values = {k: parse_value(cls, k, v, owner) for k, v in texts.items()}
     return cls(**values)
+
+
+def typed_values(cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
+    """{field: value} for `cls` from typed values or texts: a text is parsed unless the field is
+    a string; lists become tuples and integers given for a float field become floats (so 1 and
+    1.0 are the same config). Unknown names are a one-line ConfigError."""
+    types_ = field_types(cls)
+    out = {}
+    for name, value in values.items():
+        if name not in types_:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(f"{owner}: unknown parameter {name!r}; known parameters: {known}")
+        tp = types_[name]
+        if isinstance(value, str) and tp is not str:
+            value = parse_value(cls, name, value, owner)
+        elif isinstance(value, list):
+            value = tuple(value)
+        elif tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[name] = value
+    return out
+
+
+def typed_config(cls: type, values: dict[str, Any], owner: str) -> Any:
+    """Build and validate `cls` from typed values or texts; missing fields take defaults."""
+    return cls(**typed_values(cls, values, owner))
 
 
 def _parse(tp: Any, text: str) -> Any:

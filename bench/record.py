@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 
 from bench.config import RunConfig, flatten
-from bench.datasets import dataset_registry
-from bench.methods import method_registry
-from bench.plots import save_grad_norms
+from bench.metrics.base import declarations
+from bench.params import ROLES
+from bench.plots.samples import save_run_samples
+from bench.plots.training import save_grad_norms
 from bench.run import execute
 from bench.tracking import artifact_folder, write_json
 from bench.trainer import RunResult
-
-ROLES = ("discriminator", "generator")
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -37,7 +36,7 @@ def method_label(cfg: RunConfig) -> str:
 
 
 def run_tags(cfg: RunConfig, suite: str = "", label: str | None = None) -> dict[str, Any]:
-    families = sorted({method_registry.get(m.name).family for m in cfg.methods})
+    families = sorted({m.cls.family for m in cfg.methods})
     return {
         "dataset": cfg.dataset,
         "method": method_label(cfg),
@@ -51,7 +50,9 @@ def run_tags(cfg: RunConfig, suite: str = "", label: str | None = None) -> dict[
 
 
 def run_params(cfg: RunConfig) -> dict[str, str]:
-    return flatten(cfg) | software_versions() | {"git_commit": git_commit()}
+    """The config, the metrics it declares (so reports need no code), the software."""
+    extra = declarations(cfg.metrics) | software_versions() | {"git_commit": git_commit()}
+    return flatten(cfg) | extra
 
 
 def data_params(dataset) -> dict[str, str]:
@@ -100,7 +101,7 @@ def summaries(result: RunResult) -> dict[str, float]:
         "summary/train_time_s": result.train_time_s,
         "summary/diverged": float(result.status == "diverged"),
     }
-    for role in ROLES:
+    for role in sorted(ROLES):
         for key, name in (
             (f"clip/{role}/rate", "clip_rate"),
             (f"grad/{role}/norm_pre", "grad_norm_pre"),
@@ -119,8 +120,12 @@ def run_tracked(
     tags = run_tags(cfg, suite, label)
     name = f"{cfg.dataset}/{tags['label']}/seed{cfg.seed}"
     with tracker.start_run(experiment, name, tags, run_params(cfg)) as run:
-        result = execute(cfg, on_log=run.log_metrics, progress=progress,
-                         on_data=lambda data: run.log_params(data_params(data)))  # fmt: skip
+
+        def on_data(data) -> None:
+            run.log_params(data_params(data))
+            run.log_dataset(cfg.dataset, data.describe())
+
+        result = execute(cfg, on_log=run.log_metrics, progress=progress, on_data=on_data)
         run.log_metrics(result.steps, summaries(result))
         with artifact_folder() as folder:
             write_artifacts(folder, cfg, result)
@@ -143,4 +148,4 @@ def write_artifacts(folder: Path, cfg: RunConfig, result: RunResult) -> None:
         samples = result.samples.numpy()
         np.save(folder / "samples.npy", samples)
         title = f"{cfg.dataset} {method_label(cfg)} seed {cfg.seed}"
-        dataset_registry.get(cfg.dataset).save_samples(folder / "samples.png", samples, title)
+        save_run_samples(folder / "samples.png", samples, title, cfg.data_cls.landmarks())

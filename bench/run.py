@@ -1,8 +1,10 @@
-"""From names and strings to a resolved `RunConfig`, and from a `RunConfig` to a result.
+"""From names and values to a resolved `RunConfig`, and from a `RunConfig` to a result.
 
-`resolve` is where a run's configuration is decided, in this order: defaults, then each method's
-recipe (e.g. weight_clip's WGAN recipe), then the options the user set explicitly. Everything is
-validated here, before anything is built, trained or written.
+`resolve` is the one place where a run's configuration is decided, in this order: defaults, the
+data set's own defaults, each method's recipe (e.g. weight_clip's WGAN recipe), then the options
+the user set explicitly; then the data set settles its evaluation choices (the feature extractor)
+and checks its files. Names become classes and texts become typed values here, once; everything
+downstream takes the resolved objects. Nothing is built, trained or written before it returns.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any
 import torch
 
 from bench.config import MethodSpec, ModelSpec, RunConfig, TrainConfig
-from bench.datasets import create_dataset, dataset_registry
+from bench.datasets import dataset_registry
 from bench.errors import ConfigError
-from bench.methods import Method, method_registry
+from bench.methods import BASELINE, Method, method_registry
 from bench.models import build_models
-from bench.params import from_texts
+from bench.params import typed_config, typed_values
 from bench.trainer import RunResult, Trainer
+
+MethodValues = list[tuple[str, dict[str, Any]]]  # [(method name, {param: value or text})]
 
 
 def resolve_device(name: str) -> str:
@@ -33,30 +37,28 @@ def resolve_device(name: str) -> str:
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count or count == 0:
             raise ConfigError(f"device {name!r} is not available here ({count} CUDA devices)")
-    elif dev.type != "cpu":
+    elif dev.type != "cpu" or dev.index not in (None, 0):
         raise ConfigError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return str(dev)
 
 
-def method_specs(methods: list[tuple[str, dict[str, str]]]) -> tuple[MethodSpec, ...]:
-    """Validate [(name, {param: text})] into method specs; a method may appear once."""
+def method_specs(methods: MethodValues) -> tuple[MethodSpec, ...]:
+    """Validate [(name, {param: value})] into method specs; a method may appear once. Values
+    may be typed (suites, sweeps) or text (the CLI's --set)."""
     names = [n for n, _ in methods]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"method {dupes[0]!r} is given twice; give each method once")
-    return tuple(
-        MethodSpec(name, from_texts(method_registry.get(name).config_cls, params, name))
-        for name, params in methods
-    )
-
-
-def instantiate(specs: tuple[MethodSpec, ...]) -> list[Method]:
-    return [method_registry.get(s.name)(s.config) for s in specs]
+    specs = []
+    for name, values in methods:
+        cls = method_registry.get(name)
+        specs.append(MethodSpec(name, typed_config(cls.config_cls, values, name), cls))
+    return tuple(specs)
 
 
 def resolve(
     dataset: str,
-    methods: list[tuple[str, dict[str, str]]],
+    methods: MethodValues,
     train: dict[str, Any] | None = None,
     model: dict[str, Any] | None = None,
     seed: int = 0,
@@ -66,54 +68,51 @@ def resolve(
     """Build the validated, fully resolved config of one run: defaults, the data set's own
     defaults, each method's recipe, then the explicit options (which win)."""
     data_cls = dataset_registry.get(dataset)
-    specs = method_specs(methods or [("none", {})])
-    objs = instantiate(specs)
+    specs = method_specs(methods or [(BASELINE, {})])
     train_cfg = TrainConfig(**data_cls.train_defaults())
-    for m in objs:
-        train_cfg = m.recipe(train_cfg)
-    train_cfg = _replace(train_cfg, train or {}, "train")
+    for s in specs:
+        train_cfg = s.cls.recipe(s.config, train_cfg)
+    train_cfg = data_cls.settle(_replace(train_cfg, train or {}, "train"))
     spec = _replace(ModelSpec(**data_cls.model_defaults()), model or {}, "model")
-    for m in objs:
-        spec = m.configure_models(spec)
-    if seed < 0:
-        raise ConfigError(f"seed={seed} is not allowed; allowed: >= 0")
-    cfg = RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root)
+    for s in specs:
+        spec = s.cls.configure_models(s.config, spec)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is not allowed; allowed: integers >= 0")
+    cfg = RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root,
+                    data_cls)  # fmt: skip
     data_cls.check(cfg)  # missing or unfitting data fails here, before anything is written
     return cfg
 
 
 def _replace(obj: Any, values: dict[str, Any], owner: str) -> Any:
     try:
-        return replace(obj, **values)
+        return replace(obj, **typed_values(type(obj), values, owner))
     except TypeError as e:  # an unknown field name
         raise ConfigError(f"{owner}: {e}") from None
+
+
+def load_data(cfg: RunConfig):
+    """The run's data set, built from its resolved class and options."""
+    return cfg.data_cls(
+        device=cfg.device, data_root=cfg.data_root or None, extractor=cfg.train.extractor,
+        inception_weights=cfg.train.inception_weights or None, image_size=cfg.model.image_size,
+    )  # fmt: skip
+
+
+def instantiate(cfg: RunConfig) -> list[Method]:
+    """The run's method objects: one instance per method per run."""
+    return [s.cls(s.config) for s in cfg.methods]
 
 
 def execute(cfg: RunConfig, on_log=None, progress: bool = False, on_data=None) -> RunResult:
     """Build data, methods and models from `cfg`, train, evaluate. `on_data(dataset)` is called
     once the data are loaded (the tracker records their description)."""
     torch.manual_seed(cfg.seed)  # initialisation; data and noise have their own generators
-    dataset = create_dataset(
-        cfg.dataset, device=cfg.device, data_root=cfg.data_root or None,
-        extractor=cfg.train.extractor, inception_weights=cfg.train.inception_weights or None,
-        image_size=cfg.model.image_size,
-    )  # fmt: skip
+    dataset = load_data(cfg)
     if on_data is not None:
         on_data(dataset)
-    methods = instantiate(cfg.methods)
-    spec = cfg.model
-    for m in methods:
-        spec = m.configure_models(spec)
-    g, d = build_models(spec)
-    trainer = Trainer(
-        g,
-        d,
-        dataset,
-        methods,
-        cfg.train,
-        z_dim=spec.z_dim,
-        seed=cfg.seed,
-        device=cfg.device,
-        on_log=on_log,
-    )
+    g, d = build_models(cfg.model)  # the methods' switches are already in cfg.model
+    trainer = Trainer(g, d, dataset, instantiate(cfg), cfg.train, z_dim=cfg.model.z_dim,
+                      seed=cfg.seed, device=cfg.device, on_log=on_log,
+                      metrics=cfg.metrics)  # fmt: skip
     return trainer.fit(progress=progress)

@@ -26,25 +26,24 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.config import RunConfig
+from bench.config import ModelSpec, RunConfig, TrainConfig
 from bench.errors import ConfigError
-from bench.methods import method_registry
+from bench.methods import BASELINE, method_registry, search_space
 from bench.record import config_hash, run_tracked
 from bench.run import resolve
+from bench.sweep import SweepConfig, default_storage, run_sweep
 
-ALL_METHODS = (
-    ("none", {}),
-    ("value_clip", {}),
-    ("norm_clip", {}),
-    ("agc", {}),
-    ("autoclip", {}),
-    ("zclip", {}),
-    ("weight_clip", {}),
-    ("layer_norm", {}),
-    ("spectral_norm", {}),
-    ("r1", {}),
-    ("wgan_gp", {}),
-)
+
+def all_methods() -> tuple[tuple[str, dict], ...]:
+    """Every registered method (plugins included), the baseline first."""
+    names = [BASELINE] + [n for n in method_registry.names() if n != BASELINE]
+    return tuple((n, {}) for n in names)
+
+
+ALL_METHODS = all_methods()
+SUITE_KEYS = ("name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset")
+SWEEP_KEYS = ("trials", "tuning_seeds", "train", "pruner")
+PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root")
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,7 @@ class Suite:
         for dataset in self.datasets:
             for seed in self.seeds:
                 for (name, params), label in zip(self.methods, labels, strict=True):
-                    chosen = (tuned or {}).get((dataset, name), {})
-                    params = params | {k: repr(v) for k, v in chosen.items()}
+                    params = params | (tuned or {}).get((dataset, name), {})
                     train, model = self.settings(dataset)
                     cfg = resolve(dataset, [(name, params)], train, model, seed, device,
                                   self.data_root(dataset))  # fmt: skip
@@ -103,9 +101,6 @@ class Suite:
 
     def sweep_configs(self, device: str) -> list:
         """One SweepConfig per (dataset, method) that has something to search."""
-        from bench.methods import search_space
-        from bench.sweep import SweepConfig
-
         if not self.sweep:
             return []
         s = self.sweep
@@ -173,7 +168,7 @@ PRESETS = {
     ),
     # Seconds: for tests and smoke checks.
     "micro": Suite(
-        "micro", ("ring8",), (("none", {}), ("norm_clip", {})), (0, 1),
+        "micro", ("ring8",), ((BASELINE, {}), ("norm_clip", {})), (0, 1),
         train={"steps": 20, "batch_size": 32, "eval_every": 10, "log_every": 5,
                "eval_samples": 200},
         model={"hidden": 16},
@@ -196,36 +191,76 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"suite file {str(path)!r} cannot be read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"suite file {str(path)!r} is not valid TOML ({e})") from None
-    known = {"name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset"}
-    unknown = set(raw) - known
+    return suite_from_dict(raw, path.stem, str(path))
+
+
+def _keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict:
+    """`table` as a dict whose keys are all in `allowed`; one-line errors otherwise."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, not {table!r}")
+    unknown = sorted(set(table) - set(allowed))
     if unknown:
-        raise ConfigError(f"suite file {str(path)!r}: unknown keys {sorted(unknown)}")
-    methods = tuple(_method_entry(m) for m in raw.get("methods", [["none", {}]]))
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    return table
+
+
+def _list(where: str, value: Any, kind: type) -> tuple:
+    if not isinstance(value, list) or not all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"{where} must be a list of {kind.__name__}s, not {value!r}")
+    return tuple(value)
+
+
+def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite:
+    """A Suite from a parsed TOML table; every key checked at every level."""
+    _keys(f"suite file {where!r}", raw, SUITE_KEYS)
+    datasets = _list(f"{where}: datasets", raw.get("datasets", ["ring8"]), str)
+    sweep = raw.get("sweep")
+    if sweep is not None:
+        sweep = dict(_keys(f"{where}: [sweep]", sweep, SWEEP_KEYS))
+        if "tuning_seeds" in sweep:
+            sweep["tuning_seeds"] = _list(f"{where}: [sweep] tuning_seeds",
+                                          sweep["tuning_seeds"], int)  # fmt: skip
+        _keys(f"{where}: [sweep.train]", sweep.get("train", {}), _train_fields())
+    per_dataset = _keys(f"{where}: [per_dataset]", raw.get("per_dataset", {}), datasets)
+    for name, extra in per_dataset.items():
+        _keys(f"{where}: [per_dataset.{name}]", extra, PER_DATASET_KEYS)
     return Suite(
-        name=str(raw.get("name", path.stem)),
-        datasets=tuple(raw.get("datasets", ["ring8"])),
-        methods=methods,
-        seeds=tuple(int(s) for s in raw.get("seeds", [0])),
-        train=dict(raw.get("train", {})),
-        model=dict(raw.get("model", {})),
-        sweep=dict(raw["sweep"]) if "sweep" in raw else None,
-        per_dataset=dict(raw.get("per_dataset", {})),
+        name=str(raw.get("name", default_name)),
+        datasets=datasets,
+        methods=tuple(_method_entry(m, where) for m in raw.get("methods", [[BASELINE, {}]])),
+        seeds=_list(f"{where}: seeds", raw.get("seeds", [0]), int),
+        train=dict(_keys(f"{where}: [train]", raw.get("train", {}), _train_fields())),
+        model=dict(_keys(f"{where}: [model]", raw.get("model", {}), _model_fields())),
+        sweep=sweep,
+        per_dataset=dict(per_dataset),
     )
 
 
-def _method_entry(item: Any) -> tuple[str, dict[str, str]]:
+def _train_fields() -> tuple[str, ...]:
+    return tuple(TrainConfig.__dataclass_fields__)
+
+
+def _model_fields() -> tuple[str, ...]:
+    return tuple(ModelSpec.__dataclass_fields__)
+
+
+def _method_entry(item: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """ "name" or ["name", {param = value}]; the values stay typed (texts are parsed later)."""
     if isinstance(item, str):
         item = [item, {}]
+    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+            and isinstance(item[1], dict)):  # fmt: skip
+        raise ConfigError(f'{where}: method entry {item!r} must be "name" or ["name", {{...}}]')
     name, params = item
     method_registry.get(name)
-    return name, {k: str(v) for k, v in params.items()}
+    return name, dict(params)
 
 
 def run_sweeps(suite: Suite, tracker, experiment: str, device: str, storage: str | None,
                progress: bool) -> dict[tuple[str, str], dict[str, float]]:  # fmt: skip
     """Sweep each (dataset, method) with the suite's equal budget; the chosen parameters."""
-    from bench.sweep import default_storage, run_sweep
-
     configs = suite.sweep_configs(device)
     for c in configs:
         c.validate()

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.errors import ConfigError
 from bench.methods import method_registry, search_space
+from bench.metrics.base import Metric
 from bench.run import execute, resolve
 from bench.sweep_artifacts import log_study_artifacts, study_tags
 from bench.tracking import writable_dir
@@ -66,9 +67,15 @@ class SweepConfig:
         self.run_config(default_params(self.method), self.tuning_seeds[0])
 
     def run_config(self, params: dict[str, float], seed: int):
-        texts = {k: repr(v) for k, v in params.items()}
-        return resolve(self.dataset, [(self.method, texts)], self.train, self.model, seed,
+        return resolve(self.dataset, [(self.method, params)], self.train, self.model, seed,
                        self.device, self.data_root)  # fmt: skip
+
+    def objectives(self) -> list[Metric]:
+        """What the study optimises: the data's primary metric, or its Pareto pair."""
+        metrics = self.run_config(default_params(self.method), self.tuning_seeds[0]).metrics
+        if self.multi_objective:
+            return [m for m in metrics if m.pareto]
+        return [m for m in metrics if m.primary]
 
 
 def default_params(method: str) -> dict[str, float]:
@@ -78,20 +85,7 @@ def default_params(method: str) -> dict[str, float]:
 
 
 def _directions(cfg: SweepConfig) -> list[str]:
-    data = _dataset_cls(cfg.dataset)
-    if cfg.multi_objective:
-        return [_word(d) for _, d in data.pareto_metrics]
-    return [data.direction]
-
-
-def _word(direction: str) -> str:
-    return {"min": "minimize", "max": "maximize"}[direction]
-
-
-def _dataset_cls(name: str):
-    from bench.datasets import dataset_registry
-
-    return dataset_registry.get(name)
+    return [m.optuna_direction for m in cfg.objectives()]
 
 
 def default_storage() -> str:
@@ -200,7 +194,7 @@ class Objective:
 
     def __init__(self, cfg: SweepConfig, tracker, experiment: str, parent):
         self.cfg, self.tracker, self.experiment, self.parent = cfg, tracker, experiment, parent
-        self.data = _dataset_cls(cfg.dataset)()
+        self.objectives = cfg.objectives()
 
     def suggest(self, trial) -> dict[str, float]:
         cls = method_registry.get(self.cfg.method)
@@ -233,8 +227,7 @@ class Objective:
         return values[0] if len(values) == 1 else tuple(values)
 
     def _train(self, trial, run, params) -> list[float]:
-        metrics = ([m for m, _ in self.data.pareto_metrics] if self.cfg.multi_objective
-                   else [self.data.primary_metric])  # fmt: skip
+        metrics = self.objectives
         per_seed = []
         for i, seed in enumerate(self.cfg.tuning_seeds):
             cfg = self.cfg.run_config(params, seed)
@@ -244,24 +237,21 @@ class Objective:
                 reason = f"diverged at step {result.diverged_step} (seed {seed})"
                 trial.set_user_attr("fail_reason", reason)
                 raise Diverged(reason)
-            per_seed.append([self._value(m, result.metrics) for m in metrics])
+            per_seed.append([m.objective(result.metrics[f"eval/{m.name}"]) for m in metrics])
         return [float(sum(v[j] for v in per_seed) / len(per_seed)) for j in range(len(metrics))]
 
-    def _value(self, metric: str, metrics: dict[str, float]) -> float:
-        return self.data.objective(metric, metrics[f"eval/{metric}"])
-
-    def _reporter(self, trial, run, offset: int, metric: str):
+    def _reporter(self, trial, run, offset: int, metric: Metric):
         import optuna
 
         def on_log(step: int, logged: dict[str, float]) -> None:
             run.log_metrics(offset + step, logged)
-            key = f"eval/{metric}"
+            key = f"eval/{metric.name}"
             if self.cfg.multi_objective or key not in logged:
                 return
-            value = self.data.objective(metric, logged[key])
+            value = metric.objective(logged[key])
             trial.report(value, offset + step)
             if trial.should_prune():
-                reason = f"{metric}={value:.4g} at step {offset + step}: worse than the median"
+                reason = f"{metric.name}={value:.4g} at step {offset + step}: worse than the median"
                 trial.set_user_attr("prune_reason", reason)
                 raise optuna.TrialPruned(reason)
 

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import json
-import math
-import warnings
 
 from bench.methods import method_registry, search_space
+from bench.plots.tuning import study_plots
 from bench.tracking import artifact_folder
 
 
@@ -36,64 +35,5 @@ def log_study_artifacts(cfg, study, tracker, parent, best: dict[str, float]) -> 
     with artifact_folder() as folder:
         (folder / "best_params.json").write_text(json.dumps(best, indent=2))
         if completed and not cfg.multi_objective:
-            _plots(folder, study, space, completed)
+            study_plots(folder, study, space, completed)
         parent.log_artifacts(folder)
-
-
-def _plots(folder, study, space, completed) -> None:
-    from bench.plots import plt
-
-    values = [t.value for t in completed]
-    better = min if study.direction.name == "MINIMIZE" else max
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    numbers = [t.number for t in completed]
-    ax.plot(numbers, values, "o", ms=4, label="trial")
-    ax.step(numbers, [better(values[: i + 1]) for i in range(len(values))], where="post",
-            label="best so far")  # fmt: skip
-    ax.set_xlabel("trial")
-    ax.set_ylabel("objective")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "optimization_history.png", dpi=100)
-    plt.close(fig)
-    if len(completed) >= 2 and space:
-        _importance(folder, study, plt)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
-    for name, s in space.items():
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
-            pts = [(t.params[name], _value(t)) for t in trials
-                   if t.state.name == state and name in t.params]  # fmt: skip
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker, ls="", label=state.lower())
-        ax.set_xscale("log" if s.log else "linear")
-        ax.set_xlabel(name)
-        ax.set_ylabel("objective (pruned: last report)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / f"objective_vs_{name}.png", dpi=100)
-        plt.close(fig)
-
-
-def _value(trial) -> float:
-    if trial.value is not None:
-        return trial.value
-    reports = trial.intermediate_values
-    return reports[max(reports)] if reports else math.nan
-
-
-def _importance(folder, study, plt) -> None:
-    import optuna
-
-    try:
-        with warnings.catch_warnings():  # "importances will be equal" with one parameter
-            warnings.simplefilter("ignore", UserWarning)
-            importances = optuna.importance.get_param_importances(study)
-    except (RuntimeError, ValueError):  # too few distinct values to fit the model
-        return
-    fig, ax = plt.subplots(figsize=(5, 2 + 0.3 * len(importances)))
-    ax.barh(list(importances), list(importances.values()))
-    ax.set_xlabel("importance (Optuna's default evaluator)")
-    fig.tight_layout()
-    fig.savefig(folder / "param_importances.png", dpi=100)
-    plt.close(fig)

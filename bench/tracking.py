@@ -16,8 +16,9 @@ import tempfile
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.errors import ConfigError
 
@@ -30,6 +31,32 @@ def default_tracking_uri() -> str:
     if env:
         return env
     return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+
+
+@dataclass
+class RunRecord:
+    """One tracked run as readers see it: what the report and the resume logic use."""
+
+    run_id: str
+    name: str
+    status: str  # the tracker's run status: RUNNING, FINISHED, FAILED, KILLED
+    start_time: int  # ms since the epoch
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last value of each
+
+
+class TrackerReader(Protocol):
+    """The read side of a tracker. Reports use only this (a fake implements it in tests)."""
+
+    uri: str
+
+    def runs(self, experiment: str, finished_only: bool = False,
+             query: str = "") -> list[RunRecord]: ...  # fmt: skip
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]: ...
+
+    def download_artifact(self, run_id: str, path: str, folder: Path) -> Path | None: ...
 
 
 class NullRun:
@@ -49,9 +76,22 @@ class NullRun:
     def set_tags(self, tags: dict[str, Any]) -> None:
         pass
 
+    def log_dataset(self, name: str, description: dict[str, Any]) -> None:
+        pass
+
 
 class NullTracker:
     uri = "none"
+
+    def runs(self, experiment: str, finished_only: bool = False,
+             query: str = "") -> list[RunRecord]:  # fmt: skip
+        return []
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return []
+
+    def download_artifact(self, run_id: str, path: str, folder: Path) -> Path | None:
+        return None
 
     def done_keys(self, experiment: str) -> set[tuple[str, int]]:
         return set()
@@ -97,6 +137,20 @@ class MlflowRun:
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def log_dataset(self, name: str, description: dict[str, Any]) -> None:
+        """The run's data set as an MLflow input, so the UI's Dataset column can filter and
+        group runs by it; the digest fingerprints what was actually loaded."""
+        import hashlib
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        text = json.dumps(description, sort_keys=True, default=str)
+        digest = str(description.get("digest") or hashlib.sha256(text.encode()).hexdigest()[:10])
+        dataset = Dataset(name=name, digest=digest, source_type="code", source=name,
+                          profile=text)  # fmt: skip
+        tags = [InputTag("mlflow.data.context", "training")]
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
+
 
 class MlflowTracker:
     """MLflow at `uri`: an SQLite file, a database URL, or a (remote) `mlflow server`."""
@@ -120,9 +174,12 @@ class MlflowTracker:
             if exp is None:
                 if not create:
                     return None
+                # Our runs are model development, not GenAI traces: the UI then opens on the
+                # runs table instead of an empty "Overview" of traces and tokens.
                 exp_id = self.client.create_experiment(
-                    name, artifact_location=self._artifacts(name)
-                )
+                    name, artifact_location=self._artifacts(name),
+                    tags={"mlflow.experimentKind": "custom_model_development"},
+                )  # fmt: skip
             else:
                 exp_id = exp.experiment_id
             self._experiments[name] = exp_id
@@ -135,7 +192,8 @@ class MlflowTracker:
             return (db.parent / "artifacts" / experiment).resolve().as_uri()
         return None
 
-    def runs(self, experiment: str, finished_only: bool = False, query: str = "") -> list[Any]:
+    def runs(self, experiment: str, finished_only: bool = False,
+             query: str = "") -> list[RunRecord]:  # fmt: skip
         """The experiment's runs (all pages), optionally filtered by an MLflow search query."""
         exp_id = self.experiment_id(experiment, create=False)
         if exp_id is None:
@@ -145,7 +203,7 @@ class MlflowTracker:
         out, token = [], None
         while True:
             page = self.client.search_runs([exp_id], query, max_results=1000, page_token=token)
-            out.extend(page)
+            out.extend(_record(r) for r in page)
             token = page.token
             if not token:
                 return out
@@ -153,28 +211,41 @@ class MlflowTracker:
     def done_keys(self, experiment: str) -> set[tuple[str, int]]:
         """(config hash, seed) of every run that finished (or diverged, which is a result)."""
         return {
-            (r.data.tags["config_hash"], int(r.data.tags["seed"]))
+            (r.tags["config_hash"], int(r.tags["seed"]))
             for r in self.runs(experiment, finished_only=True)
-            if r.data.tags.get("status") in ("finished", "diverged")
-            and "config_hash" in r.data.tags
+            if r.tags.get("status") in ("finished", "diverged") and "config_hash" in r.tags
         }
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def download_artifact(self, run_id: str, path: str, folder: Path) -> Path | None:
+        """A run's artifact copied into `folder`, or None when it has none by that name."""
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(folder)))
+        except Exception:  # no such artifact (e.g. a run of an older version)
+            return None
+
+    def runs_table_url(self, experiment: str, ui: str = "http://127.0.0.1:5000") -> str:
+        """The UI page that lists the experiment's runs (not the GenAI overview)."""
+        exp_id = self.experiment_id(experiment, create=False)
+        return f"{ui}/#/experiments/{exp_id}/runs" if exp_id else ui
 
     def delete_incomplete(self, experiment: str, key: tuple[str, int]) -> None:
         """Remove leftovers of a killed or failed attempt at `key`, so a redo is no duplicate."""
         # Filtered by the store, not by reading every run of the experiment at each start.
         query = f"tags.config_hash = '{key[0]}' and tags.seed = '{key[1]}'"
         for r in self.runs(experiment, query=query):
-            tags = r.data.tags
-            if not (r.info.status == "FINISHED" and tags.get("status") in ("finished", "diverged")):
-                self.client.delete_run(r.info.run_id)
+            if not (r.status == "FINISHED" and r.tags.get("status") in ("finished", "diverged")):
+                self.client.delete_run(r.run_id)
 
     def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> MlflowRun:
         """The run named `name` carrying `tags` (e.g. one per Optuna study), found again on
         resume, created otherwise; its children are nested under it in the UI."""
         wanted = {k: str(v) for k, v in tags.items()}
         for r in self.runs(experiment):
-            if r.info.run_name == name and all(r.data.tags.get(k) == v for k, v in wanted.items()):
-                return MlflowRun(self.client, r.info.run_id)
+            if r.name == name and all(r.tags.get(k) == v for k, v in wanted.items()):
+                return MlflowRun(self.client, r.run_id)
         exp_id = self.experiment_id(experiment)
         run = self.client.create_run(exp_id, tags=wanted, run_name=name)
         return MlflowRun(self.client, run.info.run_id)
@@ -208,6 +279,12 @@ class MlflowTracker:
             self.client.set_terminated(run_id, "FAILED")
             raise
         self.client.set_terminated(run_id, "FINISHED")
+
+
+def _record(r: Any) -> RunRecord:
+    info, data = r.info, r.data
+    return RunRecord(info.run_id, info.run_name or "", info.status, info.start_time or 0,
+                     dict(data.tags), dict(data.params), dict(data.metrics))  # fmt: skip
 
 
 def check_reachable(uri: str) -> None:

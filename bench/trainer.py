@@ -21,11 +21,11 @@ from bench.config import TrainConfig
 from bench.datasets.base import Dataset
 from bench.losses import LOSSES
 from bench.methods.base import LossContext, Method
+from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
 from bench.stats import DeviceStats
 
 EVAL_BATCH = 10_000
-KEEP_SAMPLES = 5_000  # of the last evaluation, for plots and artifacts
 
 
 @dataclass
@@ -101,8 +101,10 @@ class Trainer:
         seed: int = 0,
         device: torch.device | str = "cpu",
         on_log: Callable[[int, dict[str, float]], None] | None = None,
+        metrics: tuple[Metric, ...] | None = None,
     ):
         self.device = torch.device(device)
+        self.metrics = metrics if metrics is not None else dataset.declare_metrics(train)
         self.train, self.dataset, self.z_dim, self.seed = train, dataset, z_dim, seed
         self.loss = LOSSES[train.loss]
         self.on_log = on_log
@@ -201,10 +203,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         sampler = Sampler(self.G, self.z_dim, self.device, self.seed * 1000 + 2)
-        metrics = self.dataset.evaluate(sampler, self.train.eval_samples)
-        keep = getattr(self.dataset, "keep_samples", KEEP_SAMPLES)
+        metrics = evaluate(self.dataset, self.metrics, sampler, self.train.eval_samples)
         if sampler.first is not None:
-            self.last_samples = sampler.first[:keep].cpu()
+            self.last_samples = sampler.first[: self.dataset.keep_samples].cpu()
         return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
     def fit(self, progress: bool = False) -> RunResult:

@@ -37,7 +37,7 @@ def test_micro_run_on_an_image_folder_resized_to_16_px(mlflow_tracker, tmp_path)
     assert result.status == "finished" and result.samples.shape == (64, 3, 16, 16)
     assert math.isfinite(result.metrics["eval/kid_imagefolder_cnn"])
     run = mlflow_tracker.runs("img-e2e")[0]  # the newest
-    assert run.data.params["dataset.size"] == "16" and run.data.params["dataset.classes"] == "2"
+    assert run.params["dataset.size"] == "16" and run.params["dataset.classes"] == "2"
 
 
 def test_micro_run_on_cifar10_files(mlflow_tracker, tmp_path):

@@ -52,8 +52,8 @@ def test_micro_suite_over_http_and_report_from_the_server(server, tmp_path):
     counts = run_suite(PRESETS["micro"], tracker, "remote-micro", "cpu", progress=False)
     assert counts["finished"] == 4
     runs = tracker.runs("remote-micro")
-    assert len(runs) == 4 and all(r.data.tags["status"] == "finished" for r in runs)
-    files = {f.path for f in tracker.client.list_artifacts(runs[0].info.run_id)}
+    assert len(runs) == 4 and all(r.tags["status"] == "finished" for r in runs)
+    files = {f.path for f in tracker.client.list_artifacts(runs[0].run_id)}
     assert "samples.npy" in files  # artifacts went through the server
     out = build_report(MlflowTracker(server), "remote-micro", tmp_path / "remote.md")
     text = out.read_text()

@@ -42,13 +42,13 @@ def test_interrupted_run_is_marked_killed_and_redone_without_duplicates(
     monkeypatch.setattr(suite_mod, "run_tracked", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         run_suite(MICRO, mlflow_tracker, "t-kill", "cpu", progress=False)
-    statuses = sorted(r.info.status for r in mlflow_tracker.runs("t-kill"))
+    statuses = sorted(r.status for r in mlflow_tracker.runs("t-kill"))
     assert statuses == ["FINISHED", "KILLED"]
     monkeypatch.setattr(suite_mod, "run_tracked", real)
     counts = run_suite(MICRO, mlflow_tracker, "t-kill", "cpu", progress=False)
     assert (counts["skipped"], counts["finished"]) == (1, 3)
     runs = mlflow_tracker.runs("t-kill")  # the killed leftover was removed before its redo
-    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == 4 and {r.status for r in runs} == {"FINISHED"}
 
 
 SLOW_MICRO = """
@@ -91,9 +91,9 @@ def test_killing_a_suite_process_and_rerunning_it_finishes_exactly_once(tmp_path
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     runs = tracker.runs("killme")
-    keys = [(r.data.tags["config_hash"], r.data.tags["seed"]) for r in runs]
+    keys = [(r.tags["config_hash"], r.tags["seed"]) for r in runs]
     assert len(runs) == 6 and len(set(keys)) == 6
-    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.status == "FINISHED" for r in runs)
 
 
 def test_suite_file_errors_name_the_bad_value(tmp_path):
@@ -134,14 +134,14 @@ def test_sweeping_suite_tunes_then_retrains_on_reporting_seeds_then_reports(
     counts = run_suite(suite, mlflow_tracker, "t-msweep", "cpu", progress=False, storage=storage)
     assert (counts["total"], counts["finished"]) == (4, 4)
     runs = mlflow_tracker.runs("t-msweep")
-    kinds = [r.data.tags.get("kind", "run") for r in runs]
+    kinds = [r.tags.get("kind", "run") for r in runs]
     assert (kinds.count("study"), kinds.count("trial"), kinds.count("run")) == (1, 2, 4)
-    (study,) = [r for r in runs if r.data.tags.get("kind") == "study"]
-    chosen = study.data.tags["best.max_norm"]
-    reported = [r for r in runs if r.data.tags.get("method") == "norm_clip"
-                and r.data.tags.get("kind", "run") == "run"]  # fmt: skip
-    assert {r.data.params["method.norm_clip.max_norm"] for r in reported} == {chosen}
-    assert {r.data.tags["seed"] for r in reported} == {"0", "1"}  # reporting seeds only
+    (study,) = [r for r in runs if r.tags.get("kind") == "study"]
+    chosen = study.tags["best.max_norm"]
+    reported = [r for r in runs if r.tags.get("method") == "norm_clip"
+                and r.tags.get("kind", "run") == "run"]  # fmt: skip
+    assert {r.params["method.norm_clip.max_norm"] for r in reported} == {chosen}
+    assert {r.tags["seed"] for r in reported} == {"0", "1"}  # reporting seeds only
     again = run_suite(suite, mlflow_tracker, "t-msweep", "cpu", progress=False, storage=storage)
     assert again["finished"] == 0 and len(mlflow_tracker.runs("t-msweep")) == 7
     text = build_report(mlflow_tracker, "t-msweep", tmp_path / "m.md").read_text()

@@ -33,20 +33,18 @@ def test_four_trial_sweep_leaves_four_trials_and_four_nested_runs(mlflow_tracker
     out = run_sweep(cfg, f"sqlite:///{tmp_path}/o.db", tracker=mlflow_tracker, experiment="sw4")
     assert out["trials"] == 4 and out["done"] == 4
     runs = mlflow_tracker.runs("sw4")
-    parents = [r for r in runs if r.data.tags.get("kind") == "study"]
-    children = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    parents = [r for r in runs if r.tags.get("kind") == "study"]
+    children = [r for r in runs if r.tags.get("kind") == "trial"]
     assert len(parents) == 1 and len(children) == 4
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert all("trial.max_norm" in r.data.params and "state" in r.data.tags for r in children)
+    assert {r.tags["mlflow.parentRunId"] for r in children} == {parents[0].run_id}
+    assert all("trial.max_norm" in r.params and "state" in r.tags for r in children)
     assert {
         t.params["max_norm"]
         for t in open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db")).trials
     } >= {1.0}  # noqa: E501  (the defaults come first)
     parent = parents[0]
-    assert parent.data.tags["best.max_norm"] and parent.data.tags["space.max_norm"].startswith(
-        "log"
-    )
-    files = {f.path for f in mlflow_tracker.client.list_artifacts(parent.info.run_id)}
+    assert parent.tags["best.max_norm"] and parent.tags["space.max_norm"].startswith("log")
+    files = {f.path for f in mlflow_tracker.client.list_artifacts(parent.run_id)}
     assert {"best_params.json", "optimization_history.png", "objective_vs_max_norm.png"} <= files
 
 

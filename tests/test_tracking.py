@@ -25,8 +25,8 @@ def test_run_is_recorded_with_tags_params_metrics_and_artifacts(mlflow_tracker, 
     cfg = tiny_config([("norm_clip", {"max_norm": "0.5"})], seed=2)
     result = run_tracked(cfg, mlflow_tracker, "t-record", suite="s")
     (run,) = mlflow_tracker.runs("t-record")
-    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-    assert run.info.status == "FINISHED"
+    tags, params, metrics = run.tags, run.params, run.metrics
+    assert run.status == "FINISHED"
     assert {k: tags[k] for k in ("dataset", "method", "family", "seed", "suite", "status")} == {
         "dataset": "ring8", "method": "norm_clip", "family": "gradient clipping", "seed": "2",
         "suite": "s", "status": "finished",
@@ -36,11 +36,11 @@ def test_run_is_recorded_with_tags_params_metrics_and_artifacts(mlflow_tracker, 
     assert "version.torch" in params and "git_commit" in params and params["dataset.modes"] == "8"
     assert metrics["eval/modes"] == result.metrics["eval/modes"]
     assert {"summary/clip_rate/discriminator", "grad/generator/norm_pre"} <= set(metrics)
-    history = mlflow_tracker.client.get_metric_history(run.info.run_id, "loss/discriminator")
+    history = mlflow_tracker.client.get_metric_history(run.run_id, "loss/discriminator")
     assert [m.step for m in history] == [3, 6, 9, 12]
-    files = {f.path for f in mlflow_tracker.client.list_artifacts(run.info.run_id)}
+    files = {f.path for f in mlflow_tracker.client.list_artifacts(run.run_id)}
     assert files == {"config.json", "result.json", "samples.npy", "samples.png", "grad_norms.png"}
-    path = mlflow_tracker.client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))
+    path = mlflow_tracker.client.download_artifacts(run.run_id, "config.json", str(tmp_path))
     assert json.loads(Path(path).read_text()) == json.loads(json.dumps(cfg.to_dict()))
     assert mlflow_tracker.done_keys("t-record") == {(config_hash(cfg), 2)}
 
@@ -48,7 +48,7 @@ def test_run_is_recorded_with_tags_params_metrics_and_artifacts(mlflow_tracker, 
 def test_runs_of_different_methods_share_the_same_metric_keys(mlflow_tracker):
     for method in ("none", "value_clip", "zclip", "weight_clip", "r1", "spectral_norm"):
         run_tracked(tiny_config([(method, {})]), mlflow_tracker, "t-keys")
-    key_sets = [_core(r.data.metrics) for r in mlflow_tracker.runs("t-keys")]
+    key_sets = [_core(r.metrics) for r in mlflow_tracker.runs("t-keys")]
     assert len(key_sets) == 6 and all(ks == key_sets[0] for ks in key_sets)
     assert {"eval/reverse_kl", "clip/discriminator/rate", "d/real"} <= key_sets[0]
 
@@ -57,9 +57,9 @@ def test_diverged_run_is_kept_with_its_status(mlflow_tracker):
     cfg = tiny_config(lr_g=1e30, lr_d=1e30, steps=30)
     result = run_tracked(cfg, mlflow_tracker, "t-div")
     (run,) = mlflow_tracker.runs("t-div")
-    assert result.status == "diverged" and run.data.tags["status"] == "diverged"
-    assert int(run.data.tags["diverged_step"]) == result.diverged_step
-    assert run.data.metrics["summary/diverged"] == 1.0
+    assert result.status == "diverged" and run.tags["status"] == "diverged"
+    assert int(run.tags["diverged_step"]) == result.diverged_step
+    assert run.metrics["summary/diverged"] == 1.0
     assert mlflow_tracker.done_keys("t-div") == {(config_hash(cfg), 0)}
 
 

@@ -1,34 +1,33 @@
-"""The dataset contract: a seeded sampler of real batches plus its own ground-truth evaluation."""
+"""The dataset contract: a seeded sampler of real batches that describes itself and declares
+the metrics that apply to it (bench/metrics/base.py). Data never plot, never compute a metric's
+formula and never know the report: they say what they are.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
+from bench.metrics.base import Metric, evaluate
 from bench.registry import Registry
 
 dataset_registry = Registry("dataset")
 
 
 class Dataset:
-    """A source of real samples that knows how to score generated ones.
+    """A source of real samples.
 
-    `primary_metric` and `direction` tell the sweep what to optimise; `success_metric` and
-    `success_value` define a "successful" run for the report (e.g. all modes captured).
+    Class level (no data loaded): `check(cfg)` fails early on data that cannot be had,
+    `settle(train)` fixes evaluation choices (e.g. the feature extractor), `declare_metrics(cfg)`
+    names the metrics, `train_defaults` / `model_defaults` the protocol. Instance level: `sample`
+    and `describe`; `metrics` is what `declare_metrics` gave for this instance's options.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     data_dim: int
-    primary_metric: ClassVar[str]
-    direction: ClassVar[str] = "minimize"
-    # (metric, "min" or "max"): what the report tabulates, in order, and which way is better
-    report_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
-    success_metric: ClassVar[str | None] = None  # a 0/1 metric: 1 means the run succeeded
-    # (metric, "min"/"max") pair for multi-objective sweeps: quality vs coverage
-    pareto_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
+    keep_samples: ClassVar[int] = 5_000  # generated samples a run keeps for plots and artifacts
 
     def __init__(self, device: str | torch.device = "cpu", data_root: str | None = None,
                  **eval_options: Any):  # fmt: skip
@@ -40,6 +39,16 @@ class Dataset:
         not fit the run (`cfg` is the resolved RunConfig: data_root, model, train)."""
 
     @classmethod
+    def settle(cls, train: Any) -> Any:
+        """The TrainConfig with this data's evaluation choices made (resolved once)."""
+        return train
+
+    @classmethod
+    def declare_metrics(cls, train: Any) -> tuple[Metric, ...]:
+        """The metrics of this data under the (settled) training config; exactly one primary."""
+        raise NotImplementedError
+
+    @classmethod
     def train_defaults(cls) -> dict[str, Any]:
         """TrainConfig values this data wants by default (method recipes and options win)."""
         return {}
@@ -49,35 +58,22 @@ class Dataset:
         """ModelSpec fields this data needs (e.g. its dimension), before user overrides."""
         return {"kind": "mlp", "data_dim": cls.data_dim}
 
+    @classmethod
+    def landmarks(cls) -> Any:
+        """Points worth marking on a picture of 2-D samples (a mixture's means), or None."""
+        return None
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """This instance's metrics (image data: under the extractor it settled on)."""
+        return self.declare_metrics(None)
+
+    def evaluate(self, sampler: Any, n: int) -> dict[str, float]:
+        """Every metric of this instance on `n` samples of `sampler` (a trainer `Sampler`)."""
+        return evaluate(self, self.metrics, sampler, n)
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
-
-    def evaluate(self, generate: Callable[[int], torch.Tensor], n: int) -> dict[str, float]:
-        """Score `n` samples of `generate` (a trainer `Sampler`: `generate(n)` for all at once,
-        `generate.batches(n)` for a stream); keys without the `eval/` prefix."""
-        raise NotImplementedError
-
-    def objective(self, metric: str, value: float) -> float:
-        """`value` of `metric` as a sweep objective: a dataset may give an undefined (NaN)
-        metric its worst defined value instead, so that the sampler still learns from it."""
-        return value
-
-    @classmethod
-    def save_samples(cls, path, samples, title: str) -> None:
-        """A picture of one run's final samples (numpy array) at `path` (PNG)."""
-
-    @classmethod
-    def save_sample_grid(cls, path, samples_by_label: dict) -> None:
-        """One picture of several runs' samples, for reports."""
-
-    @classmethod
-    def report_metrics_for(cls, keys) -> list[tuple[str, str]]:
-        """The (metric, "min"/"max") pairs a report tabulates, given the logged metric names."""
-        return [(m, d) for m, d in cls.report_metrics if m in keys]
-
-    @classmethod
-    def primary_for(cls, keys) -> str:
-        return cls.primary_metric
 
     def describe(self) -> dict[str, Any]:
         """Parameters for the protocol card."""
@@ -85,4 +81,5 @@ class Dataset:
 
 
 def create_dataset(name: str, **kwargs: Any) -> Dataset:
+    """An instance by registered name (tests and benchmarks; runs go through `resolve`)."""
     return dataset_registry.get(name)(**kwargs)

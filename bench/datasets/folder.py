@@ -20,8 +20,9 @@ import torch
 from tqdm import tqdm
 
 from bench.datasets.base import dataset_registry
-from bench.datasets.images import ImageData, digest
+from bench.datasets.images import ImageData
 from bench.errors import ConfigError
+from bench.tensors import digest
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MIN_IMAGES = 10

@@ -9,50 +9,26 @@ one-line error that says how to get them.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 
 import numpy as np
 import torch
 
 from bench.datasets.base import Dataset, dataset_registry
 from bench.errors import ConfigError
-
-METRIC_DIRECTIONS = (("modes", "max"), ("stacked_kl", "min"), ("fid", "min"), ("fd_", "min"),
-                     ("kid", "min"), ("precision", "max"), ("recall", "max"))  # fmt: skip
-
-
-class ImageMetrics:
-    """Image metric names carry their extractor (`kid_digits_cnn`, or `kid` with Inception):
-    reports and sweeps find them among the logged names."""
-
-    primary_prefix = "kid"
-
-    @classmethod
-    def report_metrics_for(cls, keys):
-        return [(k, d) for p, d in METRIC_DIRECTIONS for k in sorted(keys) if k.startswith(p)]
-
-    @classmethod
-    def primary_for(cls, keys):
-        return next((k for k in sorted(keys) if k.startswith(cls.primary_prefix)), "kid")
-
-    @classmethod
-    def save_samples(cls, path, samples, title):
-        from bench.plots import save_image_grid
-
-        save_image_grid(path, samples[:64], title)
-
-    @classmethod
-    def save_sample_grid(cls, path, samples_by_label):
-        from bench.plots import save_image_panels
-
-        save_image_panels(path, {k: v[:16] for k, v in samples_by_label.items()})
+from bench.metrics.images import (
+    INCEPTION,
+    choose_extractor,
+    image_declarations,
+    settle_extractor,
+    stacked_declarations,
+)
+from bench.tensors import to_unit
 
 
-class ImageData(ImageMetrics, Dataset):
+class ImageData(Dataset):
     """Labelled uint8 images with a train and a test split; 10 classes."""
 
-    primary_metric = "kid"
-    direction = "minimize"
     n_classes = 10
     channels = 1
     size = 28
@@ -61,14 +37,11 @@ class ImageData(ImageMetrics, Dataset):
 
     def __init__(self, device="cpu", data_root: str | None = None, extractor: str = "auto",
                  inception_weights: str | None = None, image_size: int = 0):  # fmt: skip
-        from bench.metrics.images import choose_extractor
-
         self.device = torch.device(device)
         self.image_size = image_size or self.size
         self.train_x, self.train_y, self.test_x, self.test_y = self.load(data_root)
         # (torch-fidelity extractor, metric suffix, weights): decided once, used by every eval
         self.features = choose_extractor(f"{self.name}-cnn", extractor, inception_weights)
-        self.primary_metric = f"kid{self.features[1]}"  # what a sweep optimises, as logged
         self._train = self.train_x.to(self.device)
 
     def load(self, data_root):
@@ -87,6 +60,15 @@ class ImageData(ImageMetrics, Dataset):
             )
 
     @classmethod
+    def settle(cls, train):
+        extractor = settle_extractor(train.extractor, train.inception_weights or None)
+        return dataclasses.replace(train, extractor=extractor)
+
+    @classmethod
+    def declare_metrics(cls, train):
+        return image_declarations(cls.name, train.extractor)
+
+    @classmethod
     def train_defaults(cls) -> dict:
         return {"eval_samples": 10_000, "eval_every": 1000, "batch_size": 64}
 
@@ -99,34 +81,18 @@ class ImageData(ImageMetrics, Dataset):
         idx = torch.randint(len(self._train), (n,), generator=generator, device=self.device)
         return to_unit(self._train[idx])
 
+    @property
+    def metrics(self):
+        return image_declarations(self.name, "inception" if self.features[0] == INCEPTION
+                                  else "cnn")  # fmt: skip
+
     def real_eval_images(self) -> torch.Tensor:
         """The held-out images metrics compare against (uint8)."""
         return self.test_x
 
-    def evaluate(self, generate, n):
-        from bench.metrics.images import evaluate_images
-
-        return evaluate_images(self, generate, n)
-
     def describe(self):
         return {"classes": self.n_classes, "size": self.image_size, "channels": self.channels,
                 "train": len(self.train_x), "test": len(self.test_x)}  # fmt: skip
-
-
-def digest(x: torch.Tensor) -> str:
-    """A short fingerprint of image data (its first 2,000 images), for cache keys: different
-    files never share a cached classifier or reference statistics."""
-    return hashlib.sha256(x[:2000].contiguous().numpy().tobytes()).hexdigest()[:10]
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return x.float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8, the quantisation real images already have."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 @dataset_registry.register("digits")
@@ -147,12 +113,9 @@ class Digits(ImageData):
         return x[perm[:cut]], y[perm[:cut]], x[perm[cut:]], y[perm[cut:]]
 
 
-class Stacked(ImageMetrics, Dataset):
+class Stacked(Dataset):
     """Three independent random images of a 10-class base as the 3 channels: 1,000 modes."""
 
-    primary_metric = "stacked_kl"
-    primary_prefix = "stacked_kl"
-    direction = "minimize"
     base_cls: type[ImageData]
     n_modes = 1000
 
@@ -165,6 +128,14 @@ class Stacked(ImageMetrics, Dataset):
     @classmethod
     def check(cls, cfg):
         cls.base_cls.check(cfg)
+
+    @classmethod
+    def settle(cls, train):
+        return cls.base_cls.settle(train)
+
+    @classmethod
+    def declare_metrics(cls, train):
+        return stacked_declarations(cls.base_cls.name)
 
     @classmethod
     def train_defaults(cls) -> dict:
@@ -184,11 +155,6 @@ class Stacked(ImageMetrics, Dataset):
 
     def real_eval_images(self) -> torch.Tensor:
         return self.stack(self.base.test_x, len(self.base.test_x), torch.Generator().manual_seed(0))
-
-    def evaluate(self, generate, n):
-        from bench.metrics.images import evaluate_stacked
-
-        return evaluate_stacked(self, generate, n)
 
     def describe(self):
         return {"modes": 1000, "base": self.base.name} | {

@@ -13,19 +13,22 @@ import math
 import torch
 
 from bench.datasets.base import Dataset, dataset_registry
+from bench.metrics.base import Metric
 from bench.metrics.modes import frechet_to_mixture, mode_metrics
+
+
+def _modes(data, samples, n) -> dict[str, float]:
+    out = mode_metrics(samples, data.means, data.sigma)
+    out["all_modes"] = float(out["modes"] == data.n_modes)
+    return out
+
+
+def _frechet(data, samples, n) -> float:
+    return frechet_to_mixture(samples, data.means, data.sigma)
 
 
 class GaussianMixture2D(Dataset):
     data_dim = 2
-    primary_metric = "reverse_kl"
-    direction = "minimize"
-    report_metrics = (
-        ("modes", "max"), ("hq_fraction", "max"), ("reverse_kl", "min"), ("frechet_2d", "min"),
-    )  # fmt: skip
-    success_metric = "all_modes"
-    pareto_metrics = (("hq_fraction", "max"), ("reverse_kl", "min"))
-
     sigma: float
 
     def __init__(self, device="cpu", data_root=None, **eval_options):
@@ -36,6 +39,30 @@ class GaussianMixture2D(Dataset):
     def true_means(cls) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def declare_metrics(cls, train=None):
+        k = len(cls.true_means())
+        return (
+            Metric("modes", "max", "components nearest to at least one high-quality sample "
+                   f"(of {k})", compute=_modes),
+            Metric("hq_fraction", "max", "fraction of samples within 3 sigma of their nearest "
+                   "mean", pareto=True),
+            # No high-quality sample leaves the reverse KL undefined; a sweep scores it as a
+            # total collapse (log K), the worst value a defined histogram can reach.
+            Metric("reverse_kl", "min", "sum p log(K p) of the mode histogram of high-quality "
+                   "samples vs uniform (natural log); NaN when no sample is high quality",
+                   primary=True, pareto=True, worst=math.log(k)),
+            Metric("frechet_2d", "min", "Frechet distance between the samples' Gaussian fit "
+                   "and the mixture's exact mean and covariance (torch-fidelity's formula; not "
+                   "an Inception FID)", compute=_frechet),
+            Metric("all_modes", "max", "1 when every mode is captured (the success criterion)",
+                   success=True),
+        )  # fmt: skip
+
+    @classmethod
+    def landmarks(cls):
+        return cls.true_means().numpy()
+
     @property
     def n_modes(self) -> int:
         return self.means.shape[0]
@@ -45,32 +72,6 @@ class GaussianMixture2D(Dataset):
         idx = torch.randint(self.n_modes, (n,), generator=generator, device=dev)
         noise = torch.randn(n, 2, generator=generator, device=dev)
         return self.means[idx] + self.sigma * noise
-
-    def evaluate(self, generate, n):
-        samples = generate(n)
-        out = mode_metrics(samples, self.means, self.sigma)
-        out["all_modes"] = float(out["modes"] == self.n_modes)
-        out["frechet_2d"] = frechet_to_mixture(samples, self.means, self.sigma)
-        return out
-
-    def objective(self, metric, value):
-        # No high-quality sample leaves the reverse KL undefined; score it as a total collapse
-        # (log K), the worst value a defined histogram can reach.
-        if metric == "reverse_kl" and math.isnan(value):
-            return math.log(self.n_modes)
-        return value
-
-    @classmethod
-    def save_samples(cls, path, samples, title):
-        from bench.plots import save_samples
-
-        save_samples(path, samples, cls.true_means().numpy(), title)
-
-    @classmethod
-    def save_sample_grid(cls, path, samples_by_label):
-        from bench.report.figures import sample_grid
-
-        sample_grid(path, samples_by_label, cls.true_means().numpy())
 
     def describe(self):
         return {"modes": self.n_modes, "sigma": self.sigma, "dim": 2}

@@ -2,8 +2,8 @@
 
 Call order inside the trainer, per role and per update (see bench/trainer.py):
 
-    configure_models(spec)            once, before G and D are built
-    recipe(train)                     once, before training
+    recipe(config, train)             at resolve time (class methods: no instance yet)
+    configure_models(config, spec)    at resolve time, before G and D are built
     loop:
         terms = loss(role, terms, ctx)    before backward (penalties add named terms)
         backward(sum(terms)); scaler.unscale_(opt)
@@ -27,10 +27,12 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.metrics.gradients import GradNorms
-from bench.params import ROLES, param, validate
+from bench.params import ROLES, allowed_text, param, validate
 from bench.registry import Registry
 
 method_registry = Registry("method")
+BASELINE = "none"  # the method every other is compared against (no-op)
+ENTRY_POINT_GROUP = "gan_bench.methods"  # third-party methods: name = "pkg.module:MethodClass"
 
 FAMILIES = (
     "baseline",
@@ -91,13 +93,17 @@ class Method:
             self._params[role] = [p for p in model.parameters() if p.requires_grad]
         return self._params[role]
 
-    def configure_models(self, spec: Any) -> Any:
+    @classmethod
+    def configure_models(cls, config: MethodConfig, spec: Any) -> Any:
+        """The ModelSpec with this method's build-time switches (layer norm, spectral norm)."""
         return spec
 
-    def recipe(self, train: Any) -> Any:
-        if not self.RECIPE or not getattr(self.config, "use_recipe", True):
+    @classmethod
+    def recipe(cls, config: MethodConfig, train: Any) -> Any:
+        """The TrainConfig with this method's own recipe (before the user's explicit options)."""
+        if not cls.RECIPE or not getattr(config, "use_recipe", True):
             return train
-        return dataclasses.replace(train, **self.RECIPE)
+        return dataclasses.replace(train, **cls.RECIPE)
 
     def loss(self, role: str, terms: dict[str, torch.Tensor], ctx: LossContext):
         return terms
@@ -115,9 +121,12 @@ class Method:
         pass
 
 
-def register_method(cls: type[Method]) -> type[Method]:
-    """Register a method under its module's file name and name its config after it."""
-    method_registry.register()(cls)
+def register_method(cls: type[Method], name: str | None = None) -> type[Method]:
+    """Register a method under `name` (default: its module's file name) and name its config
+    after it. Used as a decorator by method modules."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"{cls!r} is not a Method subclass")
+    method_registry.register(name)(cls)
     if cls.family not in FAMILIES:
         raise ValueError(f"{cls.name}: family {cls.family!r} not in {FAMILIES}")
     cls.config_cls.method_name = cls.name
@@ -129,14 +138,14 @@ def create_method(name: str, **params: Any) -> Method:
     return cls(cls.config_cls(**params))
 
 
-def describe(cls: type[Method]) -> list[tuple[str, Any, str, str]]:
-    """(name, default, allowed, help) for each parameter; used by `list`."""
-    from bench.params import allowed_text
-
-    return [
-        (f.name, f.default, allowed_text(f), f.metadata.get("help", ""))
-        for f in dataclasses.fields(cls.config_cls)
-    ]
+def describe(cls: type[Method]) -> list[tuple[str, Any, str, str, str]]:
+    """(name, default, allowed, search range, help) for each parameter; used by `list`."""
+    out = []
+    for f in dataclasses.fields(cls.config_cls):
+        s = f.metadata.get("search")
+        searched = f"{'log' if s.log else 'uniform'}[{s.low:g}, {s.high:g}]" if s else ""
+        out.append((f.name, f.default, allowed_text(f), searched, f.metadata.get("help", "")))
+    return out
 
 
 def search_space(cls: type[Method]) -> dict[str, Any]:

@@ -23,7 +23,6 @@ class LayerNorm(Method):
     config_cls = LayerNormConfig
     family = "normalization"
 
-    def configure_models(self, spec):
-        return replace(
-            spec, layer_norm=tuple(sorted(set(spec.layer_norm) | set(self.config.targets)))
-        )
+    @classmethod
+    def configure_models(cls, config, spec):
+        return replace(spec, layer_norm=tuple(sorted(set(spec.layer_norm) | set(config.targets))))

@@ -22,6 +22,7 @@ class SpectralNorm(Method):
     config_cls = SpectralNormConfig
     family = "normalization"
 
-    def configure_models(self, spec):
-        roles = tuple(sorted(set(spec.spectral_norm) | set(self.config.targets)))
-        return replace(spec, spectral_norm=roles, sn_power_iterations=self.config.power_iterations)
+    @classmethod
+    def configure_models(cls, config, spec):
+        roles = tuple(sorted(set(spec.spectral_norm) | set(config.targets)))
+        return replace(spec, spectral_norm=roles, sn_power_iterations=config.power_iterations)

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from bench.tensors import digest, to_unit
+
 ARCH = "cnn-v2"
 CACHE_DIR = Path("runs/extractors")
 EPOCHS = {"digits": 40, "fashion-mnist": 5, "mnist": 3, "cifar10": 10}
@@ -49,15 +51,11 @@ class SmallCNN(nn.Module):
 
 def cache_file(data, cache_dir: Path | None = None) -> Path:
     """Keyed by data set, architecture and the training data itself (a changed file retrains)."""
-    from bench.datasets.images import digest
-
     return (cache_dir or CACHE_DIR) / f"{data.name}-{ARCH}-{digest(data.train_x)}.pt"
 
 
 @torch.no_grad()
 def accuracy(net: SmallCNN, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
-    from bench.datasets.images import to_unit
-
     net.eval()
     right = sum(
         int((net(to_unit(x[i : i + batch])).argmax(1) == y[i : i + batch]).sum())
@@ -68,8 +66,6 @@ def accuracy(net: SmallCNN, x: torch.Tensor, y: torch.Tensor, batch: int = 1000)
 
 def train_classifier(data, epochs: int, seed: int = 0, progress: bool = False) -> SmallCNN:
     """Adam 1e-3, batch 128, light random shifts; CPU is enough for these data sets."""
-    from bench.datasets.images import to_unit
-
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = SmallCNN(data.channels, data.train_x.shape[-1], data.n_classes)

@@ -13,12 +13,16 @@ the real split's features are cached per (data set, split, extractor, sample cou
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.metrics.base import Metric
+from bench.metrics.classifier import load_or_train
+from bench.tensors import digest, to_uint8, to_unit
 
 CACHE_DIR = Path("runs/fidelity-cache")
 INCEPTION = "inception-v3-compat"
@@ -55,8 +59,6 @@ def _extractor_class():
 
         @torch.no_grad()
         def forward(self, x):
-            from bench.datasets.images import to_unit
-
             x = to_unit(x.to(next(self.net.parameters()).device))
             if self.per_channel:
                 feats = torch.cat(
@@ -118,8 +120,6 @@ class _Uint8(nn.Module):
         self.module, self.rgb = module, rgb
 
     def forward(self, z):
-        from bench.datasets.images import to_uint8
-
         x = to_uint8(self.module(z))
         return x.expand(-1, 3, -1, -1) if self.rgb and x.shape[1] == 1 else x
 
@@ -168,16 +168,12 @@ def fidelity_metrics(sampler, real: torch.Tensor, n: int, extractor: str, suffix
 
 
 def _classifier(data):
-    from bench.metrics.classifier import load_or_train
-
     net, acc, _ = load_or_train(data)
     name = f"{data.name}-cnn"
     return net, acc, name
 
 
 def evaluate_images(data, sampler, n: int) -> dict[str, float]:
-    from bench.datasets.images import digest
-
     extractor, suffix, weights = data.features
     acc = None
     if extractor != INCEPTION:  # the classifier is the feature extractor
@@ -195,8 +191,6 @@ def evaluate_images(data, sampler, n: int) -> dict[str, float]:
 @torch.no_grad()
 def stacked_modes(net: nn.Module, batches, n_modes: int = 1000) -> dict[str, float]:
     """Modes covered (of 1,000) and KL(p_hat || uniform), natural log, from uint8 batches."""
-    from bench.datasets.images import to_unit
-
     counts = torch.zeros(n_modes, dtype=torch.float64)
     for x in batches:
         x = to_unit(x)
@@ -209,8 +203,6 @@ def stacked_modes(net: nn.Module, batches, n_modes: int = 1000) -> dict[str, flo
 
 
 def evaluate_stacked(data, sampler, n: int) -> dict[str, float]:
-    from bench.datasets.images import digest, to_uint8
-
     net, acc, name = _classifier(data.base)
     out = stacked_modes(net, (to_uint8(x) for x in sampler.batches(n, batch=2000)))
     register_cnn(f"stacked-{name}", net, per_channel=True)
@@ -225,3 +217,60 @@ def evaluate_stacked(data, sampler, n: int) -> dict[str, float]:
 def _keep_first_batch(sampler) -> None:
     """torch-fidelity drew its own noise; keep a few samples of our fixed stream for plots."""
     next(iter(sampler.batches(64, batch=64)))
+
+
+def settle_extractor(choice: str, weights: str | None) -> str:
+    """`auto` decided once, at resolve time: "inception" when its weights can be had, else
+    "cnn"; an explicit choice is checked."""
+    found = choose_extractor("cnn", choice, weights)[0] == INCEPTION
+    return "inception" if found else "cnn"
+
+
+def suffix_for(classifier_name: str) -> str:
+    return "_" + classifier_name.replace("-", "_")
+
+
+def fidelity_declarations(suffix: str, inception: bool, compute) -> list[Metric]:
+    """FD (FID with Inception), KID, precision and recall, computed together by `compute`."""
+    if inception:
+        fd = Metric("fid", "min", "Frechet Inception distance to the held-out test images "
+                    "(Inception-v3 pool features, torch-fidelity)", compute=compute,
+                    needs="sampler")  # fmt: skip
+    else:
+        fd = Metric(f"fd{suffix}", "min", f"Frechet distance in the feature space of "
+                    f"`{suffix[1:]}` (the data's own CNN classifier): not an Inception FID, "
+                    "never comparable with published FIDs", compute=compute,
+                    needs="sampler")  # fmt: skip
+    return [
+        fd,
+        Metric(f"kid{suffix}", "min", "kernel inception distance (polynomial-kernel MMD, mean "
+               "over subsets of up to 1,000), same features as the FD", primary=True),
+        Metric(f"precision{suffix}", "max", "k-NN manifold precision (Kynkaanniemi et al. "
+               "2019): fraction of generated samples inside the real manifold", pareto=True),
+        Metric(f"recall{suffix}", "max", "k-NN manifold recall: fraction of real samples "
+               "inside the generated manifold", pareto=True),
+    ]  # fmt: skip
+
+
+def accuracy_declaration() -> Metric:
+    return Metric("classifier_accuracy", "max", "test accuracy of the classifier that gives "
+                  "the features and mode labels (metrics are only as good as it)",
+                  table=False)  # fmt: skip
+
+
+def image_declarations(data_name: str, extractor: str) -> tuple[Metric, ...]:
+    inception = extractor == "inception"
+    suffix = "" if inception else suffix_for(f"{data_name}-cnn")
+    out = fidelity_declarations(suffix, inception, evaluate_images)
+    return tuple(out if inception else [*out, accuracy_declaration()])
+
+
+def stacked_declarations(base_name: str) -> tuple[Metric, ...]:
+    name = f"stacked-{base_name}-cnn"
+    modes = Metric("modes", "max", "distinct classifier-label triples among generated samples "
+                   "(of 1,000)", compute=evaluate_stacked, needs="sampler")  # fmt: skip
+    kl = Metric("stacked_kl", "min", "KL(p_hat || uniform) of the 1,000-mode label histogram "
+                "(natural log)", primary=True)  # fmt: skip
+    fid = [replace(m, compute=None, primary=False) for m in
+           fidelity_declarations(suffix_for(name), False, None)]  # fmt: skip
+    return (modes, kl, *fid, accuracy_declaration())

@@ -11,7 +11,11 @@ import pandas as pd
 
 from bench.datasets import dataset_registry
 from bench.errors import ConfigError
-from bench.report import figures
+from bench.methods import BASELINE
+from bench.metrics.base import Metric, read_declarations
+from bench.params import ROLES
+from bench.plots.samples import save_method_samples
+from bench.plots.training import curves, grad_norm_boxes
 from bench.report.context import CONTEXT
 from bench.report.frame import download_samples, metric_history, runs_frame
 from bench.report.tables import (
@@ -23,19 +27,10 @@ from bench.report.tables import (
 )
 from bench.report.tuning import tuning_section
 
-METRIC_TEXT = {
-    "modes": "components nearest to at least one high-quality sample (of K)",
-    "hq_fraction": "fraction of samples within 3 sigma of their nearest mean",
-    "reverse_kl": "sum p log(K p) of the mode histogram of high-quality samples vs uniform "
-    "(natural log); NaN when no sample is high quality",
-    "frechet_2d": "Frechet distance between the samples' Gaussian fit and the mixture's exact "
-    "mean and covariance (torch-fidelity's formula; not an Inception FID)",
-    "all_modes": "1 when every mode is captured (the success criterion)",
-}
-
 
 def build_report(tracker, experiment: str, out: Path) -> Path:
-    """Write `out` (markdown) and its figures in `out.with_suffix('')`/; return `out`."""
+    """Write `out` (markdown) and its figures in `out.with_suffix('')`/; return `out`. Reads
+    the tracker only through its read interface (`bench.tracking.TrackerReader`)."""
     df = runs_frame(tracker, experiment)
     if df.empty:
         raise ConfigError(f"experiment {experiment!r} has no finished runs at {tracker.uri}")
@@ -84,7 +79,9 @@ def _protocol_card(df: pd.DataFrame) -> str:
     ]  # fmt: skip
     card = pd.DataFrame(rows, columns=["protocol", "value"]).to_markdown(index=False)
     recipes = _recipes(df)
-    defs = "\n".join(f"- `{k}`: {v}" for k, v in METRIC_TEXT.items())
+    declared = {m.name: m for p in df.params for m in read_declarations(p)}
+    defs = "\n".join(f"- `{m.name}` ({'lower' if m.direction == 'min' else 'higher'} is "
+                     f"better): {m.definition}" for m in declared.values())  # fmt: skip
     return f"## Protocol card\n\n{card}\n\nTraining recipes (per method):\n\n{recipes}\n\n" \
            f"Metrics, on the final samples:\n\n{defs}"  # fmt: skip
 
@@ -110,26 +107,38 @@ def _recipes(df: pd.DataFrame) -> str:
     return pd.DataFrame(table, columns=cols).to_markdown(index=False)
 
 
+def dataset_metrics(df: pd.DataFrame) -> list[Metric]:
+    """The metrics the runs of one data set declared (their first run's declarations)."""
+    declared = read_declarations(df.params.iloc[0])
+    if not declared or sum(m.primary for m in declared) != 1:
+        raise ConfigError("runs without metric declarations (recorded by an older version); "
+                          "re-run them to report them")  # fmt: skip
+    return declared
+
+
 def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> str:
-    cls = dataset_registry.get(dataset)
-    keys = {c.removeprefix("eval/") for c in df.columns if c.startswith("eval/")}
-    metrics, primary = cls.report_metrics_for(keys), cls.primary_for(keys)
-    table = method_table(df, metrics, primary, cls.success_metric)
+    declared = dataset_metrics(df)
+    logged = {c.removeprefix("eval/") for c in df.columns if c.startswith("eval/")}
+    metrics = [(m.name, m.direction) for m in declared if m.table and not m.success
+               and m.name in logged]  # fmt: skip
+    primary_metric = next(m for m in declared if m.primary)
+    primary = primary_metric.name
+    success = next((m.name for m in declared if m.success), None)
+    table = method_table(df, metrics, primary, success)
     sig = significance_table(df, metrics)
-    figs = _figures(tracker, df, dataset, cls, fig_dir, [primary, metrics[0][0]])
-    direction = {"minimize": "min", "maximize": "max"}[cls.direction]
-    tuning = tuning_section(tracker, experiment, dataset, direction, fig_dir)
+    figs = _figures(tracker, df, dataset, fig_dir, [primary, metrics[0][0]])
+    tuning = tuning_section(tracker, experiment, dataset, primary_metric.direction, fig_dir)
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
     return (
-        f"## {dataset}\n\n{_extractor_note(df, keys)}"
-        f"{format_method_table(table, metrics, primary, cls.success_metric is not None)}\n\n"
+        f"## {dataset}\n\n{_extractor_note(df, logged)}"
+        f"{format_method_table(table, metrics, primary, success is not None)}\n\n"
         "Cells: median [25th, 75th percentile] over seeds; **bold**: best in the column; "
         "`(n=...)`: runs with a finite value when fewer than all; `diverged` and `success` "
         "(all modes captured) count every run, diverged ones as failures; `rank`: by the median "
         f"of `{primary}`; clip rate: fraction of updates whose gradient norm the method reduced; "
         "|g| pre: mean global gradient norm before the method acted.\n\n"
-        f"### Against the baseline (`none`)\n\n{format_significance(sig, metrics)}\n\n"
+        f"### Against the baseline (`{BASELINE}`)\n\n{format_significance(sig, metrics)}\n\n"
         "Two-sided Mann-Whitney U test per metric against `none`, p-values Holm-corrected over "
         "the methods in this table (**bold**: < 0.05); delta: Cliff's delta, P(method > none) - "
         f"P(method < none).{_power_note(df)}\n\n"
@@ -159,9 +168,9 @@ def _extractor_note(df: pd.DataFrame, keys: set[str]) -> str:
 def _power_note(df: pd.DataFrame) -> str:
     """Say so when the seed counts make p < 0.05 impossible (exact two-sided U test)."""
     counts = df.groupby("label").size()
-    if "none" not in counts or len(counts) < 2:
+    if BASELINE not in counts or len(counts) < 2:
         return ""
-    n0, n1 = counts["none"], counts.drop("none").max()
+    n0, n1 = counts[BASELINE], counts.drop(BASELINE).max()
     smallest = 2 / math.comb(n0 + n1, n0)
     if smallest < 0.05:
         return ""
@@ -171,17 +180,16 @@ def _power_note(df: pd.DataFrame) -> str:
     )
 
 
-def _figures(tracker, df, dataset, cls, fig_dir: Path, shown: list[str]) -> list[tuple[str, str]]:
+def _figures(tracker, df, dataset, fig_dir: Path, shown: list[str]) -> list[tuple[str, str]]:
     order = label_order(df.label)
     out = []
-    curves = {m: metric_history(tracker, df, f"eval/{m}") for m in dict.fromkeys(shown)}
+    histories = {m: metric_history(tracker, df, f"eval/{m}") for m in dict.fromkeys(shown)}
     name = f"curves_{dataset}.png"
-    figures.curves(fig_dir / name, curves, order)
+    curves(fig_dir / name, histories, order)
     out.append((f"{dataset}: evaluation metrics over training", name))
-    norms = {r: metric_history(tracker, df, f"grad/{r}/norm_pre")
-             for r in ("discriminator", "generator")}  # fmt: skip
+    norms = {r: metric_history(tracker, df, f"grad/{r}/norm_pre") for r in sorted(ROLES)}
     name = f"grad_norms_{dataset}.png"
-    figures.grad_norm_boxes(fig_dir / name, norms, order)
+    grad_norm_boxes(fig_dir / name, norms, order)
     out.append((f"{dataset}: gradient norm distributions", name))
     samples = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,6 +200,12 @@ def _figures(tracker, df, dataset, cls, fig_dir: Path, shown: list[str]) -> list
                 samples[f"{label} (seed {first.seed})"] = s
     if samples:
         name = f"samples_{dataset}.png"
-        cls.save_sample_grid(fig_dir / name, samples)
+        save_method_samples(fig_dir / name, samples, _landmarks(df))
         out.append((f"{dataset}: final samples", name))
     return out
+
+
+def _landmarks(df: pd.DataFrame):
+    """Points to mark on 2-D sample plots (a mixture's means), from the data's own class."""
+    name = df.dataset.iloc[0]
+    return dataset_registry.get(name).landmarks() if name in dataset_registry else None

@@ -16,14 +16,14 @@ def runs_frame(tracker, experiment: str) -> pd.DataFrame:
     """One row per completed run: tags, final `eval/*` and `summary/*` metrics, params (dict)."""
     rows = []
     for r in tracker.runs(experiment, finished_only=True):
-        tags = r.data.tags
+        tags = r.tags
         if tags.get("status") not in DONE or tags.get("kind") in ("study", "trial"):
             continue
-        row = {"run_id": r.info.run_id, "seed": int(tags.get("seed", -1))}
+        row = {"run_id": r.run_id, "seed": int(tags.get("seed", -1))}
         row |= {t: tags.get(t, "") for t in TAGS}
-        row["start_time"] = pd.Timestamp(r.info.start_time, unit="ms")
-        row |= {k: v for k, v in r.data.metrics.items() if k.startswith(("eval/", "summary/"))}
-        row["params"] = dict(r.data.params)
+        row["start_time"] = pd.Timestamp(r.start_time, unit="ms")
+        row |= {k: v for k, v in r.metrics.items() if k.startswith(("eval/", "summary/"))}
+        row["params"] = dict(r.params)
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -37,15 +37,12 @@ def metric_history(tracker, runs: pd.DataFrame, key: str) -> pd.DataFrame:
     """Long frame (run_id, label, seed, step, value) of one metric over training."""
     rows = []
     for r in runs.itertuples():
-        for m in tracker.client.get_metric_history(r.run_id, key):
-            rows.append((r.run_id, r.label, r.seed, m.step, m.value))
+        for step, value in tracker.metric_history(r.run_id, key):
+            rows.append((r.run_id, r.label, r.seed, step, value))
     return pd.DataFrame(rows, columns=["run_id", "label", "seed", "step", "value"])
 
 
 def download_samples(tracker, run_id: str, folder: Path) -> np.ndarray | None:
     """The final samples a run stored as `samples.npy`, or None."""
-    try:
-        path = tracker.client.download_artifacts(run_id, "samples.npy", str(folder))
-    except Exception:  # no such artifact (e.g. a run of an older version): plot nothing
-        return None
-    return np.load(path)
+    path = tracker.download_artifact(run_id, "samples.npy", folder)
+    return None if path is None else np.load(path, allow_pickle=False)

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench.methods import BASELINE
 from bench.report import stats
 
-BASELINE = "none"
 GRAD_COLUMNS = {
     "clip rate D": "summary/clip_rate/discriminator",
     "clip rate G": "summary/clip_rate/generator",

@@ -13,28 +13,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.plots import plt
+from bench.plots.tuning import budget_plot, sensitivity_plot
 
 
 def trials_frame(tracker, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(studies, trials): one row per study parent run and one per finished trial run."""
     studies, trials = [], []
     for r in tracker.runs(experiment):
-        tags = r.data.tags
+        tags = r.tags
         if tags.get("kind") == "study":
             studies.append({
                 "dataset": tags.get("dataset"), "method": tags.get("method"),
                 "space": {k[6:]: v for k, v in tags.items() if k.startswith("space.")},
                 "best": {k[5:]: float(v) for k, v in tags.items() if k.startswith("best.")},
-                "best_value": r.data.metrics.get("best_value", math.nan),
+                "best_value": r.metrics.get("best_value", math.nan),
             })  # fmt: skip
-        elif tags.get("kind") == "trial" and r.info.status == "FINISHED" and "state" in tags:
+        elif tags.get("kind") == "trial" and r.status == "FINISHED" and "state" in tags:
             trials.append({
                 "dataset": tags.get("dataset"), "method": tags.get("method"),
                 "trial": int(tags.get("trial", -1)), "state": tags["state"],
                 "reason": tags.get("reason", ""),
-                "value": r.data.metrics.get("objective/0", math.nan),
-                "params": {k[6:]: float(v) for k, v in r.data.params.items()
+                "value": r.metrics.get("objective/0", math.nan),
+                "params": {k[6:]: float(v) for k, v in r.params.items()
                            if k.startswith("trial.")},
             })  # fmt: skip
     return pd.DataFrame(studies), pd.DataFrame(trials)
@@ -74,43 +74,6 @@ def tuning_table(studies: pd.DataFrame, trials: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
-def budget_plot(path: Path, trials: pd.DataFrame, direction: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for method, t in sorted(trials.groupby("method"), key=lambda x: x[0]):
-        values = np.where(t.state == "COMPLETE", t.value, math.nan)
-        curve = expected_best(values, len(t), direction)
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=method)
-    ax.set_xlabel("trials (budget)")
-    ax.set_ylabel("expected best objective")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def sensitivity_plot(path: Path, trials: pd.DataFrame, studies: pd.DataFrame) -> None:
-    """Objective against each searched parameter, one panel per (method, parameter)."""
-    panels = [(s.method, p, v) for s in studies.sort_values("method").itertuples()
-              for p, v in s.space.items()]  # fmt: skip
-    if not panels:
-        return
-    cols = min(4, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat[len(panels) :]:
-        ax.axis("off")
-    for ax, (method, param, space) in zip(axes.flat, panels, strict=False):
-        t = trials[(trials.method == method) & (trials.state == "COMPLETE")]
-        x = [p.get(param, math.nan) for p in t.params]
-        ax.plot(x, t.value, "o", ms=4)
-        ax.set_xscale("log" if space.startswith("log") else "linear")
-        ax.set_title(f"{method}: {param}", fontsize=8)
-    fig.supylabel("objective (tuning seeds)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def tuning_section(tracker, experiment: str, dataset: str, direction: str, fig_dir: Path) -> str:
     """Markdown for one dataset's sweeps ('' when the experiment has none)."""
     studies, trials = trials_frame(tracker, experiment)
@@ -126,7 +89,12 @@ def tuning_section(tracker, experiment: str, dataset: str, direction: str, fig_d
     parts = [f"### Tuning\n\n{tuning_table(studies, trials)}\n\n{note}"]
     if not trials.empty:
         rel = fig_dir.name
-        budget_plot(fig_dir / f"budget_{dataset}.png", trials, direction)
+        curves = {
+            method: expected_best(np.where(g.state == "COMPLETE", g.value, math.nan), len(g),
+                                  direction)
+            for method, g in trials.groupby("method")
+        }  # fmt: skip
+        budget_plot(fig_dir / f"budget_{dataset}.png", curves)
         sensitivity_plot(fig_dir / f"sensitivity_{dataset}.png", trials, studies)
         parts.append(f"![{dataset}: expected best objective by budget]({rel}/budget_{dataset}.png)")
         parts.append(f"![{dataset}: objective against threshold]({rel}/sensitivity_{dataset}.png)")

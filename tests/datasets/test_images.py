@@ -7,9 +7,9 @@ import torch
 
 from bench.datasets import create_dataset
 from bench.datasets.files import read_idx
-from bench.datasets.images import to_uint8, to_unit
 from bench.errors import ConfigError
 from bench.run import resolve
+from bench.tensors import to_uint8, to_unit
 
 
 def write_idx(path, array: np.ndarray, gz: bool) -> None:

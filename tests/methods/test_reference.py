@@ -216,13 +216,11 @@ def _layers(model, kind):
 def test_layer_norm_layers_exist_exactly_when_switched_on():
     g, d = build_models(ModelSpec(hidden=8, depth_d=3))
     assert not _layers(g, nn.LayerNorm) and not _layers(d, nn.LayerNorm)
-    spec = create_method("layer_norm").configure_models(ModelSpec(hidden=8, depth_d=3))
+    spec = _configured("layer_norm", ModelSpec(hidden=8, depth_d=3))
     g, d = build_models(spec)
     assert len(_layers(d, nn.LayerNorm)) == 3 and not _layers(g, nn.LayerNorm)
     assert not isinstance(d.out, nn.LayerNorm)
-    spec = create_method("layer_norm", targets=("generator", "discriminator")).configure_models(
-        spec
-    )
+    spec = _configured("layer_norm", spec, targets=("generator", "discriminator"))
     assert len(_layers(build_models(spec)[0], nn.LayerNorm)) == 3
 
 
@@ -231,7 +229,7 @@ def test_spectral_norm_exists_exactly_when_switched_on():
 
     g, d = build_models(ModelSpec(hidden=8))
     assert not any(parametrize.is_parametrized(m) for m in d.modules())
-    g, d = build_models(create_method("spectral_norm").configure_models(ModelSpec(hidden=8)))
+    g, d = build_models(_configured("spectral_norm", ModelSpec(hidden=8)))
     linears = _layers(d, nn.Linear)
     assert linears and all(parametrize.is_parametrized(m, "weight") for m in linears)
     assert not any(parametrize.is_parametrized(m) for m in g.modules())
@@ -270,3 +268,9 @@ def test_wgan_gp_penalty_equals_direct_autograd():
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     expected = 10.0 * ((grad.norm(dim=1) - 1) ** 2).mean()
     torch.testing.assert_close(terms["gp"], expected)
+
+
+def _configured(name, spec=None, **params):
+    """`spec` with method `name`'s build-time switches (a class method: no instance)."""
+    m = create_method(name, **params)
+    return type(m).configure_models(m.config, spec)

@@ -13,8 +13,8 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 import bench.metrics.images as images
 from bench.datasets import create_dataset
-from bench.datasets.images import to_uint8
 from bench.metrics.classifier import accuracy, load_or_train
+from bench.tensors import to_uint8
 from bench.trainer import Sampler
 
 

@@ -1,14 +1,32 @@
-"""Report figures: metric over training per method, gradient-norm distributions, final samples."""
+"""Training figures: gradient norms of one run, metric curves and norm distributions of many."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.plots import plt, scatter_samples
+from bench.params import ROLES
+from bench.plots import plt
+
+
+def save_grad_norms(path: Path, history: list[tuple[int, dict[str, float]]]) -> None:
+    """Pre- and post-method global gradient norm over training, one panel per role."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, role in zip(axes, sorted(ROLES), strict=True):
+        for kind, style in (("norm_pre", "-"), ("norm_post", "--")):
+            pts = [(s, m[f"grad/{role}/{kind}"]) for s, m in history if f"grad/{role}/{kind}" in m]
+            if pts:
+                steps, vals = zip(*pts, strict=True)
+                ax.plot(steps, vals, style, label=kind.replace("norm_", ""))
+        ax.set_yscale("log")
+        ax.set_title(f"{role} gradient norm", fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def curves(path: Path, histories: dict[str, pd.DataFrame], order: list[str]) -> None:
@@ -42,22 +60,6 @@ def grad_norm_boxes(path: Path, histories: dict[str, pd.DataFrame], order: list[
         ax.set_xticks(range(1, len(order) + 1), order, rotation=45, ha="right", fontsize=8)
         ax.set_yscale("log")
         ax.set_title(f"{role}: gradient norm before the method acted", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def sample_grid(path: Path, samples: dict[str, np.ndarray], means: np.ndarray | None) -> None:
-    """One scatter per method (one seed each), true modes marked."""
-    n = len(samples)
-    cols = min(n, 6)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (label, s) in zip(axes.flat, samples.items(), strict=False):
-        ax.axis("on")
-        scatter_samples(ax, s, means, label)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,16 +1,15 @@
-"""Figures for run artifacts and reports (matplotlib, headless Agg backend)."""
+"""Pictures of generated samples: 2-D scatters with the true modes marked, image grids; one
+run's (artifact) or one per method (report). Samples decide the kind: [N, 2] points or
+[N, C, H, W] images in [-1, 1]."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-ROLES = ("discriminator", "generator")
+from bench.plots import plt
 
 
 def scatter_samples(ax, samples: np.ndarray, means: np.ndarray | None, title: str = "") -> None:
@@ -33,24 +32,6 @@ def scatter_samples(ax, samples: np.ndarray, means: np.ndarray | None, title: st
 def save_samples(path: Path, samples: np.ndarray, means: np.ndarray | None, title: str) -> None:
     fig, ax = plt.subplots(figsize=(4, 4))
     scatter_samples(ax, samples, means, title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def save_grad_norms(path: Path, history: list[tuple[int, dict[str, float]]]) -> None:
-    """Pre- and post-method global gradient norm over training, one panel per role."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, role in zip(axes, ROLES, strict=True):
-        for kind, style in (("norm_pre", "-"), ("norm_post", "--")):
-            pts = [(s, m[f"grad/{role}/{kind}"]) for s, m in history if f"grad/{role}/{kind}" in m]
-            if pts:
-                steps, vals = zip(*pts, strict=True)
-                ax.plot(steps, vals, style, label=kind.replace("norm_", ""))
-        ax.set_yscale("log")
-        ax.set_title(f"{role} gradient norm", fontsize=9)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -89,3 +70,36 @@ def save_image_panels(path: Path, samples_by_label: dict[str, np.ndarray]) -> No
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def sample_grid(path: Path, samples: dict[str, np.ndarray], means: np.ndarray | None) -> None:
+    """One scatter per method (one seed each), true modes marked."""
+    n = len(samples)
+    cols = min(n, 6)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, s) in zip(axes.flat, samples.items(), strict=False):
+        ax.axis("on")
+        scatter_samples(ax, s, means, label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_run_samples(path: Path, samples: np.ndarray, title: str, landmarks=None) -> None:
+    """One run's final samples: a scatter (2-D) or a grid of the first 64 images."""
+    if samples.ndim == 4:
+        save_image_grid(path, samples[:64], title)
+    else:
+        save_samples(path, samples, landmarks, title)
+
+
+def save_method_samples(path: Path, samples_by_label: dict, landmarks=None) -> None:
+    """One panel per method (one seed each)."""
+    first = next(iter(samples_by_label.values()))
+    if first.ndim == 4:
+        save_image_panels(path, {k: v[:16] for k, v in samples_by_label.items()})
+    else:
+        sample_grid(path, samples_by_label, landmarks)
