@@ -38,9 +38,12 @@ report: $(STAMP)
 
 # The MLflow UI on the same local store, bound to loopback only.
 UI_PORT ?= 5000
+EXPERIMENT ?= quick
 ui: $(STAMP)
 	@mkdir -p runs
-	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C to stop)"
+	@$(PY) -c "from bench.tracking import MlflowTracker as T; \
+	print('MLflow UI, runs of $(EXPERIMENT):', T().runs_table_url('$(EXPERIMENT)', \
+	'http://127.0.0.1:$(UI_PORT)'), '(Ctrl-C to stop)')"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 clean:

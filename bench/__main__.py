@@ -201,7 +201,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for check, ok, reason in results:
         print(f"{'PASS' if ok else 'FAIL'}  {check}" + (f": {reason}" if reason else ""))
     failed = sum(not ok for _, ok, _ in results)
-    print(f"{args.method}: {len(results) - failed} passed, {failed} failed")
+    print(f"{args.method}: {len(results) - failed} of {len(results)} checks passed")
     return 1 if failed else 0
 
 
@@ -297,6 +297,9 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress,
                        storage=storage)  # fmt: skip
     summary = {"suite": suite.name, "experiment": experiment} | counts
+    summary["runs_table"] = tracker.runs_table_url(experiment)
+    print(f"runs table: {summary['runs_table']} (`make ui` serves a local store)",
+          file=sys.stderr)  # fmt: skip
     if out is not None:
         from bench.report import build_report
 

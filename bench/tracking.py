@@ -226,8 +226,12 @@ class MlflowTracker:
         except Exception:  # no such artifact (e.g. a run of an older version)
             return None
 
-    def runs_table_url(self, experiment: str, ui: str = "http://127.0.0.1:5000") -> str:
-        """The UI page that lists the experiment's runs (not the GenAI overview)."""
+    def runs_table_url(self, experiment: str, ui: str | None = None) -> str:
+        """The UI page that lists the experiment's runs (not the GenAI overview): on the server
+        itself for a remote store, else on `make ui`'s address."""
+        if ui is None:
+            remote = self.uri.startswith(("http://", "https://"))
+            ui = self.uri.rstrip("/") if remote else "http://127.0.0.1:5000"
         exp_id = self.experiment_id(experiment, create=False)
         return f"{ui}/#/experiments/{exp_id}/runs" if exp_id else ui
 
