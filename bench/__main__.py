@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import signal
 import sys
 import threading
@@ -283,7 +284,7 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     from bench.tracking import MlflowTracker
 
     suite = load_suite(args.suite)
-    experiment = args.experiment or suite.name
+    experiment = check_name("experiment", args.experiment or suite.name)
     device = resolve_device(args.device)
     suite.entries(device)  # validate every run of the suite first
     out = None if args.no_report else report_path(args.report, experiment)
@@ -347,11 +348,27 @@ def _interrupt(signum, frame):  # SIGTERM ends work like Ctrl-C: the current run
     raise KeyboardInterrupt
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Experiment and suite names become file and folder names (reports/<name>.md, artifacts):
+    a safe character set, no path separators, no leading dot."""
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"{kind} name {name!r} is not allowed; allowed: letters, digits, "
+            "'.', '_', '-' (at most 100, not starting with '.', '_' or '-')"
+        )
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if getattr(args, "experiment", None) is not None:
+            check_name("experiment", args.experiment)
         if args.command == "list":
             cmd_list()
         elif args.command == "check":

@@ -64,6 +64,11 @@ class SweepConfig:
             raise ConfigError(f"pruner {self.pruner!r} is unknown; choose one of: {PRUNERS}")
         if not self.tuning_seeds:
             raise ConfigError("tuning seeds are empty; give at least one")
+        if not search_space(method_registry.get(self.method)):
+            searchable = [n for n in method_registry.names()
+                          if search_space(method_registry.get(n))]  # fmt: skip
+            raise ConfigError(f"method {self.method!r} has nothing to search; sweep one of: "
+                              f"{', '.join(searchable)}")  # fmt: skip
         self.run_config(default_params(self.method), self.tuning_seeds[0])
 
     def run_config(self, params: dict[str, float], seed: int):

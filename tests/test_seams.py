@@ -121,3 +121,18 @@ def test_imagefolder_sweeps_with_its_data_root(tmp_path, capsys):
                  "--storage", f"sqlite:///{tmp_path}/optuna.db"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["done"] == 1 and out["study"] == "adhoc.imagefolder.norm_clip"
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["report", "--experiment", "../../tmp/x"], "../../tmp/x"),
+        (["run", "--dataset", "ring8", "--experiment", "a/b"], "a/b"),
+        (["run", "--dataset", "ring8", "--device", "cpu:1", "--no-track"], "cpu:1"),
+        (["sweep", "--dataset", "ring8", "--method", "none", "--no-track"], "none"),
+    ],
+)
+def test_names_that_would_escape_or_do_nothing_exit_2(argv, named, capsys, tmp_path):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and len(err.splitlines()) == 1
