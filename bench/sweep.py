@@ -64,7 +64,7 @@ class SweepConfig:
             raise ConfigError(f"pruner {self.pruner!r} is unknown; choose one of: {PRUNERS}")
         if not self.tuning_seeds:
             raise ConfigError("tuning seeds are empty; give at least one")
-        if not search_space(method_registry.get(self.method)):
+        if not search_space_of(self):
             searchable = [n for n in method_registry.names()
                           if search_space(method_registry.get(n))]  # fmt: skip
             raise ConfigError(f"method {self.method!r} has nothing to search; sweep one of: "
@@ -294,7 +294,7 @@ def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=N
     optuna.storages.fail_stale_trials(study)
     fail_dead_trials(study, storage, grace=3 * heartbeat)
     tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))  # before workers look for it
-    remaining = max(0, cfg.trials - done_count(study)) if search_space_of(cfg) else 0
+    remaining = max(0, cfg.trials - done_count(study))  # validate refused empty spaces
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     args = (storage_url, tracker.uri, experiment, heartbeat)
     if workers == 1 and remaining:
