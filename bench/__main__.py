@@ -142,6 +142,9 @@ def _tracking_args(p: argparse.ArgumentParser, default_experiment: str | None) -
 def parse_sets(methods: list[str], sets: list[str], targets: str | None):
     """[(method, {param: text})] from --method and --set flags."""
     methods = methods or [BASELINE]
+    dupes = sorted({m for m in methods if methods.count(m) > 1})
+    if dupes:
+        raise ConfigError(f"method {dupes[0]!r} is given twice; give each method once")
     params: dict[str, dict[str, str]] = {m: {} for m in methods}
     for item in sets:
         key, sep, value = item.partition("=")
@@ -326,10 +329,14 @@ def cmd_fetch(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     from bench.report import build_report
-    from bench.tracking import MlflowTracker
+    from bench.tracking import MlflowTracker, default_tracking_uri, sqlite_path
 
     out = report_path(args.out, args.experiment)
-    tracker = MlflowTracker(args.tracking_uri)
+    uri = args.tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+        raise ConfigError(f"experiment {args.experiment!r} has no runs: there is no store at "
+                          f"{str(sqlite_path(uri))!r}")  # fmt: skip
+    tracker = MlflowTracker(uri)
     return {"report": str(build_report(tracker, args.experiment, out))}
 
 

@@ -3,3 +3,13 @@
 
 class ConfigError(ValueError):
     """Bad input: an unknown name, an out-of-range or malformed value, a missing resource."""
+
+
+def safe_url(url: str) -> str:
+    """`url` without its password, for every message, log line and report."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, cred = head.partition("://")
+    user, colon, _ = cred.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{tail}"

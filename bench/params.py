@@ -8,7 +8,6 @@ place.
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from bench.errors import ConfigError
 
 ROLES = ("generator", "discriminator")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ def validate(obj: Any, owner: str) -> None:
     for f in dataclasses.fields(obj):
         value, m = getattr(obj, f.name), f.metadata
         ok = isinstance(value, _runtime_type(types_[f.name]))
-        if ok and isinstance(value, float) and not math.isfinite(value):
-            ok = False
+        if ok and isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
+            ok = False  # NaN, inf, or a value that overflows the float32 tensors it goes into
         if ok and m.get("choices") is not None:
             items = value if isinstance(value, tuple) else (value,)
             ok = all(v in m["choices"] for v in items)
@@ -84,6 +84,8 @@ def validate(obj: Any, owner: str) -> None:
             ok = value <= m["high"]
         if not ok:
             allowed = allowed_text(f) or _type_name(types_[f.name])
+            if isinstance(value, float):
+                allowed += f" (finite, at most {FLOAT32_MAX:.3g} in magnitude: float32)"
             raise ConfigError(f"{owner}: {f.name}={value!r} is not allowed; allowed: {allowed}")
 
 

@@ -20,6 +20,7 @@ from bench.errors import ConfigError
 from bench.methods import BASELINE, Method, method_registry
 from bench.models import build_models
 from bench.params import typed_config, typed_values
+from bench.resources import check_memory
 from bench.trainer import RunResult, Trainer
 
 MethodValues = list[tuple[str, dict[str, Any]]]  # [(method name, {param: value or text})]
@@ -81,6 +82,7 @@ def resolve(
     cfg = RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root,
                     data_cls)  # fmt: skip
     data_cls.check(cfg)  # missing or unfitting data fails here, before anything is written
+    check_memory(cfg)
     return cfg
 
 

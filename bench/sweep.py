@@ -22,7 +22,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, safe_url
 from bench.methods import method_registry, search_space
 from bench.metrics.base import Metric
 from bench.run import execute, resolve
@@ -115,7 +115,9 @@ def make_storage(url: str, heartbeat: int = 10):
         folder = Path(url.removeprefix("sqlite:///")).parent
         if not writable_dir(folder):
             raise ConfigError(f"storage {url!r}: folder {str(folder)!r} is not writable")
-        folder.mkdir(parents=True, exist_ok=True)
+        from bench.stores import ensure_optuna_store
+
+        ensure_optuna_store(Path(url.removeprefix("sqlite:///")))
         kwargs["connect_args"] = {"timeout": 60}  # several local workers wait on the file lock
     else:
         kwargs["pool_pre_ping"] = True
@@ -125,17 +127,7 @@ def make_storage(url: str, heartbeat: int = 10):
         )
     except Exception as e:  # sqlalchemy's errors for bad drivers, hosts, credentials
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"storage {_safe(url)!r} cannot be opened ({first[:200]})") from None
-
-
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, cred = head.partition("://")
-    user, colon, _ = cred.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{tail}"
+        raise ConfigError(f"storage {safe_url(url)!r} cannot be opened ({first[:200]})") from None
 
 
 def open_study(cfg: SweepConfig, storage):

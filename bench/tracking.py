@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, safe_url
 
 DEFAULT_STORE = Path("runs")  # relative to the working directory: the project folder under make
 
@@ -158,12 +158,12 @@ class MlflowTracker:
     def __init__(self, uri: str | None = None):
         self.uri = uri or default_tracking_uri()
         check_reachable(self.uri)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-        from mlflow.tracking import MlflowClient
+        quiet_mlflow()
+        if self.uri.startswith("sqlite:///"):
+            from bench.stores import ensure_mlflow_store
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+            ensure_mlflow_store(sqlite_path(self.uri))
+        from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
         self._experiments: dict[str, str] = {}
@@ -291,15 +291,28 @@ def _record(r: Any) -> RunRecord:
                      dict(data.tags), dict(data.params), dict(data.metrics))  # fmt: skip
 
 
+DB_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
 def check_reachable(uri: str) -> None:
     """Fail fast, with one line, on a tracking URI that cannot work (before any training)."""
-    if uri.startswith(("http://", "https://")):
+    scheme = uri.partition("://")[0].partition("+")[0]
+    if "://" in uri and scheme not in ("http", "https", "sqlite", *DB_SCHEMES):
+        raise ConfigError(
+            f"tracking URI {safe_url(uri)!r}: scheme {scheme!r} is not supported; use "
+            "sqlite:///PATH, http(s)://HOST:PORT or a postgresql/mysql/mssql URL"
+        )
+    if scheme in DB_SCHEMES:
+        check_database(uri, "tracking URI")
+    elif uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as resp:
                 if resp.status != 200:
                     raise OSError(f"HTTP {resp.status}")
         except (OSError, urllib.error.URLError) as e:
-            raise ConfigError(f"tracking URI {uri!r} is unreachable ({_reason(e)})") from None
+            raise ConfigError(
+                f"tracking URI {safe_url(uri)!r} is unreachable ({_reason(e)})"
+            ) from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         if not writable_dir(folder):
@@ -308,6 +321,46 @@ def check_reachable(uri: str) -> None:
         raise ConfigError(
             f"tracking URI {uri!r} is not a URI; use sqlite:///PATH, http://HOST:PORT or a DB URL"
         )
+
+
+def quiet_mlflow() -> None:
+    """MLflow's defaults for a batch job: nothing on stdout (it carries our JSON line), no
+    store-migration chatter, no progress bars, and bounded retries against a server (about
+    10 s in all before a call is given up, instead of minutes)."""
+    env = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    import mlflow  # noqa: F401  (configures its loggers on import: set their level after)
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def sqlite_path(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def check_database(url: str, what: str) -> None:
+    """Connect once (5 s at most) so an unreachable database is one line, not a traceback."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=_timeout_args(url))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:  # drivers, hosts, credentials: sqlalchemy wraps them all
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        first = first.replace(url, safe_url(url))
+        raise ConfigError(f"{what} {safe_url(url)!r} cannot be opened ({first[:200]})") from None
+
+
+def _timeout_args(url: str) -> dict[str, Any]:
+    return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
 
 
 def writable_dir(folder: Path) -> bool:

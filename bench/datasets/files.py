@@ -78,6 +78,10 @@ class FileData(ImageData):
                 root = DATA_DIR / cls.name
         if cls.missing(root) is None:
             return root
+        from bench.tracking import writable_dir
+
+        if not writable_dir(root):
+            raise ConfigError(f"fetch {cls.name}: {str(root)!r} is not writable")
         source = getattr(torchvision.datasets, cls.torchvision_class)
         try:
             for train in (True, False):
@@ -102,15 +106,37 @@ IDX_FILES = {
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally gzipped) as a numpy array: magic 0x0000 08 NDIM, big-endian dims."""
+    """An IDX file (optionally gzipped) as a numpy array: magic 0x0000 08 NDIM, big-endian dims.
+    A truncated, corrupt or mislabelled file is a one-line ConfigError naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:  # truncated or corrupt gzip stream
+        raise ConfigError(f"{str(path)!r} is truncated or corrupt ({e})") from None
+    if len(data) < 4:
+        raise ConfigError(f"{str(path)!r} is not an IDX file ({len(data)} bytes)")
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08:
-        raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file")
+    if zero != 0 or dtype != 0x08 or not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise ConfigError(f"{str(path)!r} is not an unsigned-byte IDX file (bad magic number)")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    if len(data) != expected:
+        raise ConfigError(f"{str(path)!r} is too short or too long: {len(data)} bytes where its "
+                          f"header {dims} says {expected}")  # fmt: skip
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files read once
+
+
+def verify_idx(path: Path) -> None:
+    """Read `path` once per process so bad files fail at resolve, before a run is created."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        read_idx(path)
+        _VERIFIED.add(key)
 
 
 class IdxData(FileData):
@@ -130,6 +156,13 @@ class IdxData(FileData):
     def missing(cls, root):
         stems = [s for split in IDX_FILES.values() for s in split]
         return next((f"{s}[.gz]" for s in stems if cls._find(root, s) is None), None)
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        root = cls.root(cfg.data_root or None)
+        for stem in (s for split in IDX_FILES.values() for s in split):
+            verify_idx(cls._find(root, stem))
 
     @classmethod
     def read(cls, root):

@@ -48,6 +48,29 @@ def splits(root: Path) -> dict[str, dict[str, list[Path]]]:
     return {"all": scan(root)}
 
 
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of images decoded once
+
+
+def verify_images(paths: list[Path]) -> None:
+    """Decode every image once (per process), so a corrupt file is a one-line error before a
+    run is created, not a failed run after its data were half loaded."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in _VERIFIED:
+            continue
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise ConfigError(
+                f"imagefolder: {str(path)!r} cannot be read as an image ({e}); remove or replace it"
+            ) from None
+        _VERIFIED.add(key)
+
+
 def read_image(path: Path, size: int) -> np.ndarray:
     """uint8 [3, size, size]: RGB, centre-cropped to a square and resized."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -85,6 +108,7 @@ class ImageFolder(ImageData):
                     f"{MIN_IMAGES} needed ({', '.join(sorted(EXTENSIONS))})"
                 )
         names = {c for classes in groups.values() for c in classes}
+        verify_images([p for classes in groups.values() for ps in classes.values() for p in ps])
         train = cfg.train
         has_inception = train.extractor != "cnn" and inception_weights(
             train.inception_weights or None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.datasets import dataset_registry
-from bench.errors import ConfigError
+from bench.errors import ConfigError, safe_url
 from bench.methods import BASELINE
 from bench.metrics.base import Metric, read_declarations
 from bench.params import ROLES
@@ -33,7 +33,9 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     the tracker only through its read interface (`bench.tracking.TrackerReader`)."""
     df = runs_frame(tracker, experiment)
     if df.empty:
-        raise ConfigError(f"experiment {experiment!r} has no finished runs at {tracker.uri}")
+        raise ConfigError(
+            f"experiment {experiment!r} has no finished runs at {safe_url(tracker.uri)}"
+        )
     fig_dir = out.with_suffix("")
     fig_dir.mkdir(parents=True, exist_ok=True)
     parts = [_header(df, experiment, tracker.uri), _protocol_card(df)]
@@ -56,7 +58,7 @@ def _header(df: pd.DataFrame, experiment: str, uri: str) -> str:
 
 
 def _safe_uri(uri: str) -> str:
-    return "local SQLite store" if uri.startswith("sqlite:") else f"`{uri}`"
+    return "local SQLite store" if uri.startswith("sqlite:") else f"`{safe_url(uri)}`"
 
 
 def _protocol_card(df: pd.DataFrame) -> str:
@@ -138,11 +140,20 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> st
         "(all modes captured) count every run, diverged ones as failures; `rank`: by the median "
         f"of `{primary}`; clip rate: fraction of updates whose gradient norm the method reduced; "
         "|g| pre: mean global gradient norm before the method acted.\n\n"
-        f"### Against the baseline (`{BASELINE}`)\n\n{format_significance(sig, metrics)}\n\n"
+        f"### Against the baseline (`{BASELINE}`)\n\n{_against_baseline(df, sig, metrics)}\n\n"
+        f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
+    )
+
+
+def _against_baseline(df: pd.DataFrame, sig: pd.DataFrame, metrics) -> str:
+    if not (df.method == BASELINE).any():
+        return (f"No `{BASELINE}` run in this experiment, so nothing is tested against the "
+                f"baseline: add `{BASELINE}` to the suite to compare with it.")  # fmt: skip
+    return (
+        f"{format_significance(sig, metrics)}\n\n"
         "Two-sided Mann-Whitney U test per metric against `none`, p-values Holm-corrected over "
         "the methods in this table (**bold**: < 0.05); delta: Cliff's delta, P(method > none) - "
-        f"P(method < none).{_power_note(df)}\n\n"
-        f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
+        f"P(method < none).{_power_note(df)}"
     )
 
 

@@ -1,0 +1,136 @@
+"""Local SQLite stores (MLflow's runs/mlflow.db, Optuna's runs/optuna.db) that a kill cannot
+corrupt.
+
+MLflow and Optuna create their schema in many steps (create tables, then migrate them one
+revision at a time); a process killed in between leaves a file that every later start rejects
+("duplicate column name: step"). So a store is created under an exclusive file lock into a
+temporary file beside it, completed there, and renamed into place: the final path holds either
+nothing or a complete store. A file that is still incomplete (left by an older version, or
+copied half-way) is rebuilt when it holds no work, and refused with one line when it does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from bench.errors import ConfigError
+
+
+@contextmanager
+def locked(path: Path):
+    """An exclusive lock on `path`'s creation, shared by every process on this machine."""
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_sqlite(
+    path: Path,
+    kind: str,
+    create: Callable[[Path], None],
+    complete: Callable[[Path], bool],
+    work: Callable[[Path], int],
+) -> None:
+    """Make `path` a complete store: `create(tmp)` builds one into `tmp`; `complete(path)` says
+    whether a file is usable; `work(path)` counts what it holds (runs, trials)."""
+    if path.is_file() and complete(path):
+        return  # the common case, without taking the lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path):
+        if path.exists():
+            if complete(path):
+                return  # another process finished it while we waited
+            held = work(path)
+            if held:
+                raise ConfigError(
+                    f"{kind} store {str(path)!r} is incomplete or of another version but holds "
+                    f"{held} records, so it is left alone: back it up, then upgrade it (MLflow: "
+                    f"`mlflow db upgrade sqlite:///{path}`) or move it aside for a new store"
+                )
+            print(f"{kind} store {str(path)!r} was left half-created by an interrupted start; "
+                  "rebuilding it (it held nothing)", file=sys.stderr)  # fmt: skip
+            path.unlink()
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # killed creators' leftovers
+            stale.unlink()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            create(tmp)
+            os.replace(tmp, path)  # atomic: readers see nothing or a complete store
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+        return db.execute(sql).fetchall()
+
+
+def _count(path: Path, table: str) -> int:
+    """Rows of `table`; a file that is not a database counts as holding work (never deleted)."""
+    try:
+        return int(query(path, f"SELECT count(*) FROM {table}")[0][0])
+    except sqlite3.OperationalError:  # no such table: nothing recorded yet
+        return 0
+    except sqlite3.DatabaseError:  # not a database at all: someone else's file
+        return -1 if path.stat().st_size else 0
+
+
+# ---- MLflow ------------------------------------------------------------------------------------
+
+
+def _mlflow_head() -> str:
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def mlflow_complete(path: Path) -> bool:
+    try:
+        return query(path, "SELECT version_num FROM alembic_version") == [(_mlflow_head(),)]
+    except sqlite3.DatabaseError:
+        return False
+
+
+def create_mlflow(tmp: Path) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", (tmp.parent / "artifacts").resolve().as_uri())
+    store.engine.dispose()
+
+
+def ensure_mlflow_store(path: Path) -> None:
+    ensure_sqlite(path, "MLflow", create_mlflow, mlflow_complete, lambda p: abs(_count(p, "runs")))
+
+
+# ---- Optuna ------------------------------------------------------------------------------------
+
+
+def optuna_complete(path: Path) -> bool:
+    try:
+        return (len(query(path, "SELECT schema_version FROM version_info")) == 1
+                and len(query(path, "SELECT version_num FROM alembic_version")) == 1)  # fmt: skip
+    except sqlite3.DatabaseError:
+        return False
+
+
+def create_optuna(tmp: Path) -> None:
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+def ensure_optuna_store(path: Path) -> None:
+    ensure_sqlite(path, "Optuna", create_optuna, optuna_complete,
+                  lambda p: abs(_count(p, "trials")))  # fmt: skip
