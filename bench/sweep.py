@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import multiprocessing as mp
 import os
 import socket
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError, safe_url
@@ -27,7 +32,7 @@ from bench.methods import method_registry, search_space
 from bench.metrics.base import Metric
 from bench.run import execute, resolve
 from bench.sweep_artifacts import log_study_artifacts, study_tags
-from bench.tracking import writable_dir
+from bench.tracking import pid_alive, writable_dir
 
 DONE_STATES = ("COMPLETE", "PRUNED")
 PRUNERS = ("median", "halving", "none")
@@ -95,19 +100,18 @@ def _directions(cfg: SweepConfig) -> list[str]:
 
 def default_storage() -> str:
     """An SQLite file beside the MLflow store, in the project folder."""
-    from pathlib import Path
-
     return f"sqlite:///{Path('runs/optuna.db').resolve()}"
 
 
 def make_storage(url: str, heartbeat: int = 10):
     """An Optuna RDB storage with heartbeats; a bad URL is a one-line ConfigError."""
     import warnings
-    from pathlib import Path
 
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # We run trials with ask/tell and keep their heartbeat ourselves (`beating`).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     if "://" not in url:
         raise ConfigError(f"storage {url!r} is not a URL; use sqlite:///PATH or postgresql://...")
     kwargs: dict[str, Any] = {}
@@ -130,28 +134,81 @@ def make_storage(url: str, heartbeat: int = 10):
         raise ConfigError(f"storage {safe_url(url)!r} cannot be opened ({first[:200]})") from None
 
 
+def make_sampler(cfg: SweepConfig, trial_number: int = 0):
+    """TPE seeded by (study seed, trial number): workers and concurrent invocations draw
+    distinct values, and a trial's draw does not depend on which worker ran it. The constant
+    liar treats trials still running as bad results, so TPE does not propose them again."""
+    import optuna
+
+    seed = (cfg.sampler_seed * 1_000_003 + trial_number) % 2**32
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
 def open_study(cfg: SweepConfig, storage):
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=cfg.sampler_seed)
     pruner = {
         "median": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
         "halving": optuna.pruners.SuccessiveHalvingPruner(),
         "none": optuna.pruners.NopPruner(),
     }[cfg.pruner if not cfg.multi_objective else "none"]  # Optuna prunes single objectives only
-    study = optuna.create_study(
-        study_name=cfg.study_name, storage=storage, sampler=sampler, pruner=pruner,
+    return optuna.create_study(
+        study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg), pruner=pruner,
         directions=_directions(cfg), load_if_exists=True,
     )  # fmt: skip
-    if default_params(cfg.method):
-        study.enqueue_trial(default_params(cfg.method), skip_if_exists=True)
-    return study
+
+
+def counts_toward_budget(t) -> bool:
+    """Completed, pruned, diverged (a result), or running: a trial killed with its worker does
+    not count (it is redone), nor does one started past the budget."""
+    state = t.state.name
+    return state in (*DONE_STATES, "RUNNING") or (state == "FAIL" and "fail_reason" in t.user_attrs)
+
+
+def enqueue_defaults(cfg: SweepConfig, study) -> None:
+    """Queue the method's defaults as a trial unless one with them is queued, running or done;
+    a default trial that was killed is queued again (the report says tuning started there)."""
+    defaults = default_params(cfg.method)
+    if not defaults:
+        return
+    for t in study.get_trials(deepcopy=False):
+        params = t.system_attrs.get("fixed_params", t.params)
+        same = params.keys() == defaults.keys() and all(
+            math.isclose(float(params[k]), float(v), rel_tol=1e-12) for k, v in defaults.items()
+        )
+        if same and (t.state.name == "WAITING" or counts_toward_budget(t)):
+            return
+    study.enqueue_trial(defaults)
+
+
+def reconcile(cfg: SweepConfig, study, storage, heartbeat: int) -> list[int]:
+    """Fail the trials of dead workers and queue the defaults again if they were lost; under a
+    file lock for a local store so that concurrent invocations do not queue them twice."""
+    import optuna
+
+    with _study_lock(storage):
+        optuna.storages.fail_stale_trials(study)
+        failed = fail_dead_trials(study, storage, grace=3 * heartbeat)
+        enqueue_defaults(cfg, study)
+    return failed
+
+
+@contextmanager
+def _study_lock(storage):
+    url = str(storage.engine.url)
+    if url.startswith("sqlite:///"):
+        from bench.stores import locked
+
+        with locked(Path(url.removeprefix("sqlite:///"))):
+            yield
+    else:  # a shared database: concurrent queueing is rare and costs one duplicate trial
+        yield
 
 
 def fail_dead_trials(study, storage, grace: float) -> list[int]:
     """Fail RUNNING trials whose worker is gone but that Optuna's heartbeat cannot see: a
     worker on this host that no longer exists, or a trial killed between its creation and its
-    first heartbeat (it never reached the objective, which marks its worker at once)."""
+    first heartbeat (its worker is recorded right after it is asked)."""
     from optuna.trial import TrialState
 
     host, now, failed = socket.gethostname(), datetime.datetime.now(), []
@@ -162,28 +219,16 @@ def fail_dead_trials(study, storage, grace: float) -> list[int]:
             dead = age > grace
         else:
             worker_host, _, pid = worker.rpartition(":")
-            dead = worker_host == host and not _pid_alive(int(pid))
+            dead = worker_host == host and not pid_alive(int(pid))
         if dead and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
             failed.append(t.number)
     return failed
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def done_count(study) -> int:
-    """Trials that count against the budget: completed, pruned, or failed by divergence."""
-    return sum(
-        t.state.name in DONE_STATES or (t.state.name == "FAIL" and "fail_reason" in t.user_attrs)
-        for t in study.get_trials(deepcopy=False)
-    )
+    """Trials that count against the budget and are over: completed, pruned, or diverged."""
+    return sum(counts_toward_budget(t) and t.state.name != "RUNNING"
+               for t in study.get_trials(deepcopy=False))  # fmt: skip
 
 
 class Objective:
@@ -203,7 +248,6 @@ class Objective:
     def __call__(self, trial) -> float | tuple[float, ...]:
         import optuna
 
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = self.suggest(trial)
         tags = {"kind": "trial", "study": self.cfg.study_name, "trial": trial.number,
                 "dataset": self.cfg.dataset, "method": self.cfg.method}  # fmt: skip
@@ -255,26 +299,95 @@ class Objective:
         return on_log
 
 
-def work(cfg: SweepConfig, storage_url: str, n_trials: int, tracking_uri: str | None,
-         experiment: str, heartbeat: int) -> None:  # fmt: skip
-    """One worker: run `n_trials` trials of the study (in this process)."""
+def run_trials(cfg: SweepConfig, study, storage, objective, heartbeat: int) -> None:
+    """Ask, train, tell, until the storage counts the study's budget. The budget is read from
+    the storage before each trial, so concurrent workers and invocations stop at exactly
+    `cfg.trials`: a trial asked past it (numbers are assigned by the storage, in order) is
+    marked `over_budget`, failed before it trains, and excluded from every count and curve."""
+    import optuna
+    from optuna.trial import TrialState
+
+    while True:
+        reconcile(cfg, study, storage, heartbeat)
+        if sum(map(counts_toward_budget, study.get_trials(deepcopy=False))) >= cfg.trials:
+            return
+        trial = study.ask()
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if sum(map(counts_toward_budget, earlier)) >= cfg.trials:
+            trial.set_user_attr("over_budget", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        study.sampler = make_sampler(cfg, trial.number)  # before the first suggest
+        with beating(storage, trial._trial_id, heartbeat):
+            try:
+                values = objective(trial)
+            except optuna.TrialPruned:
+                study.tell(trial, state=TrialState.PRUNED)
+                continue
+            except Diverged:
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)  # Ctrl-C or a bug: not a result
+                raise
+        study.tell(trial, values)
+
+
+@contextmanager
+def beating(storage, trial_id: int, interval: int):
+    """Record the trial's heartbeat every `interval` seconds while it runs (Optuna's stale-trial
+    detection fails it when the worker stops beating)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def work(cfg: SweepConfig, storage_url: str, tracking_uri: str | None, experiment: str,
+         heartbeat: int) -> None:  # fmt: skip
+    """One worker: run trials of the study (in this process) until its budget is reached."""
     import optuna
 
     from bench.tracking import MlflowTracker, NullTracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(cfg, make_storage(storage_url, heartbeat))
+    storage = make_storage(storage_url, heartbeat)
+    study = open_study(cfg, storage)
     tracker = NullTracker() if tracking_uri == "none" else MlflowTracker(tracking_uri)
     parent = tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))
-    objective = Objective(cfg, tracker, experiment, parent)
-    study.optimize(objective, n_trials=n_trials, catch=(Diverged,))
+    run_trials(cfg, study, storage, Objective(cfg, tracker, experiment, parent), heartbeat)
+
+
+def _worker(*args) -> None:
+    """A worker process: one line on stderr and an exit code instead of a traceback."""
+    try:
+        work(*args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:
+        print(f"sweep worker {os.getpid()} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=None,
               experiment: str = "sweeps", heartbeat: int = 10) -> dict[str, Any]:  # fmt: skip
-    """Run the trials still missing from the study, on `workers` processes; summarise it."""
-    import optuna
-
+    """Run the trials still missing from the study, on `workers` processes; summarise it. A
+    worker that dies is reported in one line and its share is finished in this process."""
     from bench.tracking import NullTracker
 
     cfg.validate()
@@ -283,23 +396,22 @@ def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=N
     tracker = tracker or NullTracker()
     storage = make_storage(storage_url, heartbeat)
     study = open_study(cfg, storage)
-    optuna.storages.fail_stale_trials(study)
-    fail_dead_trials(study, storage, grace=3 * heartbeat)
+    reconcile(cfg, study, storage, heartbeat)
+    tracker.reconcile(experiment)  # MLflow runs left RUNNING by dead processes
     tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))  # before workers look for it
-    remaining = max(0, cfg.trials - done_count(study))  # validate refused empty spaces
-    quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
-    args = (storage_url, tracker.uri, experiment, heartbeat)
-    if workers == 1 and remaining:
-        work(cfg, storage_url, remaining, tracker.uri, experiment, heartbeat)
-    elif remaining:
+    args = (cfg, storage_url, tracker.uri, experiment, heartbeat)
+    if workers > 1 and done_count(study) < cfg.trials:
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch or DB state
-        procs = [ctx.Process(target=work, args=(cfg, args[0], q, *args[1:])) for q in quotas if q]
+        procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
             p.join()
-        if any(p.exitcode != 0 for p in procs):
-            raise RuntimeError(f"a sweep worker failed (exit codes {[p.exitcode for p in procs]})")
+        dead = [f"{p.pid} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+        if dead:
+            print(f"sweep {cfg.study_name}: worker {', '.join(dead)} stopped early; finishing "
+                  "its share in this process", file=sys.stderr)  # fmt: skip
+    work(*args)  # with workers: returns at once unless one died and left trials undone
     return summarize(cfg, open_study(cfg, storage), tracker, experiment)
 
 
@@ -321,7 +433,7 @@ def best_params(cfg: SweepConfig, study) -> dict[str, float]:
 
 def summarize(cfg: SweepConfig, study, tracker, experiment: str) -> dict[str, Any]:
 
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if "over_budget" not in t.user_attrs]
     states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
     best = best_params(cfg, study)
     parent = tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -95,6 +96,9 @@ class NullTracker:
 
     def done_keys(self, experiment: str) -> set[tuple[str, int]]:
         return set()
+
+    def reconcile(self, experiment: str) -> list[str]:
+        return []
 
     def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> NullRun:
         return NullRun()
@@ -243,6 +247,18 @@ class MlflowTracker:
             if not (r.status == "FINISHED" and r.tags.get("status") in ("finished", "diverged")):
                 self.client.delete_run(r.run_id)
 
+    def reconcile(self, experiment: str) -> list[str]:
+        """Mark KILLED the runs left RUNNING by a process of this machine that no longer exists
+        (a SIGKILL, a dead sweep worker); runs of other machines are left to their owners."""
+        host, ended = socket.gethostname(), []
+        for r in self.runs(experiment, query="attributes.status = 'RUNNING'"):
+            worker_host, _, pid = r.tags.get("worker", "").rpartition(":")
+            if worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
+                self.client.set_tag(r.run_id, "reconciled", "its process died; marked KILLED")
+                self.client.set_terminated(r.run_id, "KILLED")
+                ended.append(r.run_id)
+        return ended
+
     def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> MlflowRun:
         """The run named `name` carrying `tags` (e.g. one per Optuna study), found again on
         resume, created otherwise; its children are nested under it in the UI."""
@@ -267,7 +283,7 @@ class MlflowTracker:
         exp_id = self.experiment_id(experiment)
         if "config_hash" in tags:
             self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
-        tags = {k: str(v) for k, v in tags.items()}
+        tags = {k: str(v) for k, v in tags.items()} | {"worker": worker_id()}
         if parent is not None:
             tags["mlflow.parentRunId"] = parent.run_id
         run = self.client.create_run(exp_id, tags=tags, run_name=name)
@@ -321,6 +337,21 @@ def check_reachable(uri: str) -> None:
         raise ConfigError(
             f"tracking URI {uri!r} is not a URI; use sqlite:///PATH, http://HOST:PORT or a DB URL"
         )
+
+
+def worker_id() -> str:
+    """host:pid of this process: who owns a RUNNING run, so that orphans can be found."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def quiet_mlflow() -> None:
