@@ -42,7 +42,7 @@ def test_two_concurrent_invocations_with_two_workers_each_keep_the_budget(tmp_pa
     procs = [subprocess.Popen(cmd, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and "Traceback" not in err and "locked" not in err, err[-2000:]
     study = _study(storage, "both")
     counted = _counted(study)
