@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import pickle
 
 import torch
 
@@ -21,3 +23,35 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8, the quantisation real images already have."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class UnsafeFile(Exception):
+    """A file that torch would only load by running the code a pickle names."""
+
+
+@contextlib.contextmanager
+def weights_only_loading():
+    """Every `torch.load` in the block (torch-fidelity's weights and cache files, which it
+    loads with `weights_only=False`) loads tensors, numpy arrays and plain containers only: a
+    doctored weights file, or a file planted in its cache folder, is refused, never run."""
+    import numpy as np
+
+    real_load = torch.load
+    rebuild = np._core.multiarray._reconstruct
+    allowed = [np.ndarray, np.dtype, rebuild, (rebuild, "numpy.core.multiarray._reconstruct")]
+    allowed += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "uint8")]
+
+    def load(f, *args, **kwargs):
+        kwargs["weights_only"] = True
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return real_load(f, *args, **kwargs)
+        except pickle.UnpicklingError as e:
+            reason = str(e).strip().splitlines()[0][:160]
+            raise UnsafeFile(f"{f!s} holds more than tensors and arrays ({reason})") from None
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = real_load

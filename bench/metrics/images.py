@@ -22,7 +22,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.metrics.base import Metric
 from bench.metrics.classifier import load_or_train
-from bench.tensors import digest, to_uint8, to_unit
+from bench.tensors import UnsafeFile, digest, to_uint8, to_unit, weights_only_loading
 
 CACHE_DIR = Path("runs/fidelity-cache")
 INCEPTION = "inception-v3-compat"
@@ -89,9 +89,22 @@ def inception_weights(explicit: str | None) -> str | None:
     if explicit:
         if not Path(explicit).is_file():
             raise ConfigError(f"inception weights {explicit!r} not found")
+        check_weights_file(explicit)
         return explicit
     hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     return str(hub) if hub.is_file() else None
+
+
+def check_weights_file(path: str) -> None:
+    """Refuse, before any run, a weights file that is not a plain state dict (a pickle that
+    would run code); memory-mapped, so checking a 100 MB file costs little."""
+    try:
+        with weights_only_loading():
+            torch.load(path, map_location="cpu", mmap=True)
+    except UnsafeFile as e:
+        raise ConfigError(f"inception weights: refusing to load {e}") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise ConfigError(f"inception weights {path!r} cannot be read ({e})") from None
 
 
 def choose_extractor(classifier_name: str, choice: str, weights: str | None):
@@ -148,14 +161,19 @@ def fidelity_metrics(sampler, real: torch.Tensor, n: int, extractor: str, suffix
     was_training = sampler.module.training
     kwargs = {"feature_extractor_weights_path": weights} if weights else {}
     try:
-        out = torch_fidelity.calculate_metrics(
+        with weights_only_loading():
+            out = torch_fidelity.calculate_metrics(
             input1=model, input1_model_num_samples=n, input2=_Images(real, rgb),
-            input2_cache_name=cache_name, cache_root=str(cache_root()), cache=True,
-            cuda=sampler.device.type == "cuda", batch_size=min(500, n), fid=True, kid=True,
-            prc=True, prc_batch_size=1000,  # 10k x 10k distance blocks would need ~2 GiB
-            feature_extractor=extractor, kid_subset_size=min(1000, n, len(real)),
-            rng_seed=sampler.seed, save_cpu_ram=True, verbose=False, **kwargs,
-        )  # fmt: skip
+                input2_cache_name=cache_name, cache_root=str(cache_root()), cache=True,
+                cuda=sampler.device.type == "cuda", batch_size=min(500, n), fid=True, kid=True,
+                prc=True, prc_batch_size=1000,  # 10k x 10k distance blocks would need ~2 GiB
+                feature_extractor=extractor, kid_subset_size=min(1000, n, len(real)),
+                rng_seed=sampler.seed, save_cpu_ram=True, verbose=False, **kwargs,
+            )  # fmt: skip
+    except UnsafeFile as e:
+        raise ConfigError(
+            f"refusing to load {e}: delete it (a cache is rebuilt) or give a plain state-dict file"
+        ) from None
     finally:
         sampler.module.train(was_training)
     fd_name = "fid" if extractor == INCEPTION else "fd"

@@ -126,3 +126,35 @@ def test_generated_images_are_quantised_like_real_ones():
     q = images._Uint8(nn.Identity(), rgb=True)(torch.tensor([[[[-1.0, 0.0, 1.0]]]]))
     assert q.dtype == torch.uint8 and q.shape == (1, 3, 1, 3)
     assert torch.equal(q[0, 0, 0], to_uint8(torch.tensor([-1.0, 0.0, 1.0])))
+
+
+class _Payload:
+    """What a planted pickle does when loaded: create a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_planted_pickles_in_weights_or_cache_are_refused_never_run(tmp_path, digits):
+    from bench.errors import ConfigError
+
+    evil, marker = tmp_path / "weights.pth", tmp_path / "pwned"
+    torch.save({"w": _Payload(marker)}, evil)
+    with pytest.raises(ConfigError, match="refusing to load"):
+        images.choose_extractor("digits-cnn", "inception", str(evil))
+    assert not marker.exists()
+
+    images.register_cnn("recorder", Recorder(), per_channel=False)
+    sampler = Sampler(_generator(), 16, torch.device("cpu"), seed=1)
+    images.fidelity_metrics(sampler, digits.test_x[:50], 20, "recorder", "", None, "planted")
+    cached = sorted(images.cache_root().glob("planted*.pt"))
+    assert cached  # the reference features and statistics, cached by torch-fidelity
+    images.fidelity_metrics(sampler, digits.test_x[:50], 20, "recorder", "", None, "planted")
+    for path in cached:  # someone with write access to runs/ plants code in the cache
+        torch.save(_Payload(marker), path)
+    with pytest.raises(ConfigError, match="refusing to load"):
+        images.fidelity_metrics(sampler, digits.test_x[:50], 20, "recorder", "", None, "planted")
+    assert not marker.exists()
