@@ -1,4 +1,4 @@
-"""Command line: `python -m bench list | run | suite | sweep | report | fetch` (also `gan-bench`).
+"""Command line: `python -m bench list | check | run | suite | sweep | report | fetch | upload`.
 
 Names become objects only here (and in the suite and sweep runners). Bad input exits with code 2
 and one line on stderr naming the bad value and what is allowed, before anything is trained.
@@ -19,7 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, mask_secrets
 from bench.methods import BASELINE
 from bench.params import allowed_text, field_types
 
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--experiment", required=True, help="MLflow experiment name")
     rep.add_argument("--out", help="default reports/EXPERIMENT.md")
     rep.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./runs/mlflow.db")
+    up = sub.add_parser("upload", help="send runs kept in runs/offline/ (the tracking server "
+                        "was unreachable) to the store")  # fmt: skip
+    up.add_argument("--tracking-uri", help="default: the store each run was meant for")
     return p
 
 
@@ -282,6 +285,7 @@ def report_path(out: str | None, experiment: str) -> Path:
 
 
 def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.offline import journals
     from bench.run import resolve_device
     from bench.suite import load_suite, run_suite
     from bench.tracking import MlflowTracker
@@ -301,10 +305,18 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress,
                        storage=storage)  # fmt: skip
     summary = {"suite": suite.name, "experiment": experiment} | counts
-    summary["runs_table"] = tracker.runs_table_url(experiment)
-    print(f"runs table: {summary['runs_table']} (`make ui` serves a local store)",
-          file=sys.stderr)  # fmt: skip
-    if out is not None:
+    if not tracker.offline:
+        summary["runs_table"] = tracker.runs_table_url(experiment)
+        print(f"runs table: {summary['runs_table']} (`make ui` serves a local store)",
+              file=sys.stderr)  # fmt: skip
+    if tracker.offline:
+        print(
+            f"report skipped: the tracking store is unreachable; after `python -m bench upload`"
+            f", run `python -m bench report --experiment {experiment}`",
+            file=sys.stderr,
+        )
+        summary["offline_runs"] = len(journals(experiment))
+    elif out is not None:
         from bench.report import build_report
 
         summary["report"] = str(build_report(tracker, experiment, out))
@@ -338,6 +350,26 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
                           f"{str(sqlite_path(uri))!r}")  # fmt: skip
     tracker = MlflowTracker(uri)
     return {"report": str(build_report(tracker, args.experiment, out))}
+
+
+def cmd_upload(args: argparse.Namespace) -> dict[str, Any]:
+    """Send the runs kept offline (runs/offline/) to their store, or to --tracking-uri."""
+    from bench.offline import journals, read, upload
+    from bench.tracking import MlflowTracker
+
+    found = journals()
+    if not found:
+        return {"uploaded": 0, "skipped": 0}
+    trackers: dict[str, MlflowTracker] = {}
+    counts = {"uploaded": 0, "skipped": 0}
+    for folder in found:
+        uri = args.tracking_uri or read(folder)[0]["uri"]
+        if uri not in trackers:
+            trackers[uri] = MlflowTracker(uri)
+        outcome = upload(trackers[uri], folder)
+        counts["uploaded" if outcome == "uploaded" else "skipped"] += 1
+        print(f"{folder.name}: {outcome}", file=sys.stderr)
+    return counts
 
 
 def _finite(obj: Any) -> Any:
@@ -382,11 +414,19 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_check(args)
         else:
             command = {"run": cmd_run, "suite": cmd_suite, "sweep": cmd_sweep,
-                       "report": cmd_report, "fetch": cmd_fetch}[args.command]  # fmt: skip
+                       "report": cmd_report, "fetch": cmd_fetch,
+                       "upload": cmd_upload}[args.command]  # fmt: skip
             print(json.dumps(_finite(command(args))), flush=True)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if type(e).__name__ != "MlflowException":  # a bug: keep its traceback
+            raise
+        first = mask_secrets((str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+        print(f"error: the tracking store failed ({first}); finished runs are kept, run the "
+              "same command again to resume", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)  # fmt: skip

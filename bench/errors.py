@@ -1,5 +1,7 @@
 """The one error type bad user input raises; the CLI turns it into a one-line message and exit 2."""
 
+import re
+
 
 class ConfigError(ValueError):
     """Bad input: an unknown name, an out-of-range or malformed value, a missing resource."""
@@ -13,3 +15,11 @@ def safe_url(url: str) -> str:
     scheme, _, cred = head.partition("://")
     user, colon, _ = cred.partition(":")
     return f"{scheme}://{user}{':***' if colon else ''}@{tail}"
+
+
+_CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^:/@\s]+:)[^\s'\"]*@")
+
+
+def mask_secrets(text: str) -> str:
+    """Every `scheme://user:password@` in `text` with the password replaced by ***."""
+    return _CREDENTIALS.sub(r"\1***@", text)

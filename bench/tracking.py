@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -115,31 +116,63 @@ class NullTracker:
 
 
 class MlflowRun:
-    def __init__(self, client: Any, run_id: str):
-        self.client, self.run_id = client, run_id
+    """One run's handle. With a journal (remote stores), a call that fails sends the run
+    offline: it goes on recording to local disk (`bench.offline`) instead of failing."""
+
+    def __init__(self, client: Any, run_id: str | None, journal=None):
+        self.client, self.run_id, self.journal = client, run_id, journal
+
+    def _send(self, record: dict[str, Any], call) -> bool:
+        """Record, then call the store unless offline; whether the store got it."""
+        if self.journal is None:
+            call()
+            return True
+        self.journal.add(record)
+        if self.journal.offline:
+            return False
+        try:
+            call()
+            return True
+        except Exception as e:  # after MLflow's own bounded retries
+            self.journal.go_offline(e)
+            return False
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         ts = _now_ms()
         items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if _loggable(v)]
-        for i in range(0, len(items), 1000):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+        def call() -> None:
+            for i in range(0, len(items), 1000):  # MLflow's batch limit
+                self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+        data = {m.key: m.value for m in items}
+        self._send({"op": "metrics", "step": step, "data": data}, call)
 
     def log_artifacts(self, folder: Path) -> None:
-        self.client.log_artifacts(self.run_id, str(folder))
+        sent = self._send({"op": "artifacts"},
+                          lambda: self.client.log_artifacts(self.run_id, str(folder)))  # fmt: skip
+        if not sent:
+            self.journal.keep_artifacts(folder)
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)) for k, v in params.items()]
-        for i in range(0, len(items), 100):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+        def call() -> None:
+            for i in range(0, len(items), 100):  # MLflow's batch limit
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+        self._send({"op": "params", "data": {p.key: p.value for p in items}}, call)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        data = {k: str(v) for k, v in tags.items()}
+        self._send({"op": "tags", "data": data}, lambda: self.client.log_batch(
+            self.run_id, tags=[RunTag(k, v) for k, v in data.items()]))  # fmt: skip
 
     def log_dataset(self, name: str, description: dict[str, Any]) -> None:
         """The run's data set as an MLflow input, so the UI's Dataset column can filter and
@@ -153,7 +186,14 @@ class MlflowRun:
         dataset = Dataset(name=name, digest=digest, source_type="code", source=name,
                           profile=text)  # fmt: skip
         tags = [InputTag("mlflow.data.context", "training")]
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
+        self._send(
+            {"op": "dataset", "name": name, "data": description},
+            lambda: self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)]),
+        )
+
+    def terminate(self, status: str) -> None:
+        self._send({"op": "end", "status": status},
+                   lambda: self.client.set_terminated(self.run_id, status))  # fmt: skip
 
 
 class MlflowTracker:
@@ -171,6 +211,9 @@ class MlflowTracker:
 
         self.client = MlflowClient(tracking_uri=self.uri)
         self._experiments: dict[str, str] = {}
+        # A store not on this machine may go away mid-run: its runs keep a journal (offline.py).
+        self.remote = not self.uri.startswith("sqlite:")
+        self.offline = False
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
         if name not in self._experiments:
@@ -213,7 +256,14 @@ class MlflowTracker:
                 return out
 
     def done_keys(self, experiment: str) -> set[tuple[str, int]]:
-        """(config hash, seed) of every run that finished (or diverged, which is a result)."""
+        """(config hash, seed) of every run that finished (or diverged, which is a result),
+        in the store or kept offline waiting for `upload`."""
+        from bench.offline import done_keys as offline_keys
+
+        return offline_keys(experiment) | self.stored_keys(experiment)
+
+    def stored_keys(self, experiment: str) -> set[tuple[str, int]]:
+        """(config hash, seed) of the runs the store itself holds finished or diverged."""
         return {
             (r.tags["config_hash"], int(r.tags["seed"]))
             for r in self.runs(experiment, finished_only=True)
@@ -280,25 +330,44 @@ class MlflowTracker:
     ):  # fmt: skip
         """A run that ends FINISHED when the block completes, KILLED on Ctrl-C, FAILED on error."""
 
-        exp_id = self.experiment_id(experiment)
-        if "config_hash" in tags:
-            self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
+        from bench.offline import Journal
+
         tags = {k: str(v) for k, v in tags.items()} | {"worker": worker_id()}
-        if parent is not None:
+        if parent is not None and parent.run_id is not None:
             tags["mlflow.parentRunId"] = parent.run_id
-        run = self.client.create_run(exp_id, tags=tags, run_name=name)
-        run_id = run.info.run_id
-        handle = MlflowRun(self.client, run_id)
+        journal = None
+        if self.remote:
+            journal = Journal({"experiment": experiment, "name": name, "uri": self.uri,
+                               "tags": tags, "run_id": None})  # fmt: skip
+        run_id = None
+        try:
+            if self.offline:
+                raise ConnectionError("the store failed earlier in this process")
+            exp_id = self.experiment_id(experiment)
+            if "config_hash" in tags:
+                self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
+            run_id = self.client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+        except Exception as e:
+            if journal is None:
+                raise
+            journal.go_offline(e)
+        if journal is not None:
+            journal.header["run_id"] = run_id
+        handle = MlflowRun(self.client, run_id, journal)
         handle.log_params(params)
         try:
             yield handle
         except KeyboardInterrupt:
-            self.client.set_terminated(run_id, "KILLED")
+            handle.terminate("KILLED")
             raise
         except BaseException:
-            self.client.set_terminated(run_id, "FAILED")
+            handle.terminate("FAILED")
             raise
-        self.client.set_terminated(run_id, "FINISHED")
+        handle.terminate("FINISHED")
+        if journal is not None and journal.offline:
+            self.offline = True  # later runs of this process go straight to disk
+            print(f"tracking: {name} kept in {journal.folder}; send it with `python -m bench "
+                  f"upload --tracking-uri {safe_url(self.uri)}`", file=sys.stderr)  # fmt: skip
 
 
 def _record(r: Any) -> RunRecord:
