@@ -109,6 +109,7 @@ def make_storage(url: str, heartbeat: int = 10):
 
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no per-study chatter on stderr
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # We run trials with ask/tell and keep their heartbeat ourselves (`beating`).
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
