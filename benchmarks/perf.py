@@ -5,14 +5,22 @@ gradient clipping (`clip_grad_norm_`, tau = 1, both roles), in one process, inte
 so that machine noise hits every variant alike. Printed: the median time per training step of
 each variant and the ratios harness / bare (statistics off) and statistics on / off.
 The harness is timed over its training loop, periodic statistics flushes included (the final
-evaluation is not: the bare loop has none).
+evaluation is not: the bare loop has none). Then what recording costs: the same 1,000-step run
+untracked, into a local SQLite store, and into an `mlflow server` on loopback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -58,12 +66,78 @@ def harness(steps: int, batch: int, stats: bool) -> float:
     return execute(cfg).train_time_s / steps
 
 
+def tracked_run(tracker, steps: int) -> float:
+    """Wall seconds of one recorded 2-D run (the default model, logging every 100 steps, one
+    final evaluation, artifacts), or of the same run untracked when `tracker` is None."""
+    from bench.record import run_tracked
+
+    train = {"steps": steps, "eval_every": steps, "log_every": 100}
+    cfg = resolve("ring8", [("norm_clip", {"max_norm": 1.0})], train, {}, 0, "cpu")
+    t0 = time.perf_counter()
+    if tracker is None:
+        execute(cfg)
+    else:
+        run_tracked(cfg, tracker, "perf-tracking")
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def loopback_server(folder: Path):
+    """`mlflow server` on a free loopback port, its store in `folder`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder}/server.db",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def tracking_cost(steps: int, rounds: int) -> None:
+    """What recording a run costs: untracked vs local SQLite vs a loopback MLflow server,
+    interleaved; printed as seconds per run and as a share of the untracked run."""
+    from bench.tracking import MlflowTracker
+
+    with tempfile.TemporaryDirectory() as d, loopback_server(Path(d) / "server") as url:
+        variants = {"untracked": None, "local SQLite": MlflowTracker(f"sqlite:///{d}/m.db"),
+                    "loopback server": MlflowTracker(url)}  # fmt: skip
+        for t in variants.values():
+            tracked_run(t, 50)  # warm-up: experiment creation, imports, connections
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(rounds):
+            for name, t in variants.items():
+                times[name].append(tracked_run(t, steps))
+    base = statistics.median(times["untracked"])
+    print(f"tracking cost, {rounds} interleaved rounds of one {steps}-step ring8 run "
+          f"(untracked {base:.2f} s):")  # fmt: skip
+    for name in ("local SQLite", "loopback server"):
+        extra = statistics.median(times[name]) - base
+        print(f"  {name:>15}: +{extra:.2f} s per run ({extra / base:+.1%})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--tracking-steps", type=int, default=1000, help="0 skips the tracking part")
     args = p.parse_args()
+    torch.set_num_threads(1)  # one thread per process: see the README's CPU notes
     variants = {
         "bare": lambda: bare_loop(args.steps, args.batch),
         "harness, statistics off": lambda: harness(args.steps, args.batch, False),
@@ -86,6 +160,8 @@ def main() -> None:
             f"(statistics on {on * 1e3:.3f}); harness/bare {off / bare:.3f}, "
             f"statistics on/off {on / off:.3f}, on/bare {on / bare:.3f}  (targets <= 1.05)"
         )
+    if args.tracking_steps:
+        tracking_cost(args.tracking_steps, max(3, args.rounds // 2))
 
 
 if __name__ == "__main__":
