@@ -94,8 +94,6 @@ def done_keys(experiment: str) -> set[tuple[str, int]]:
 
 def upload(tracker, folder: Path) -> str:
     """Replay one journal into `tracker` as a complete run; 'uploaded' or why it was skipped."""
-    from bench.tracking import MlflowRun
-
     header, records = read(folder)
     client, experiment = tracker.client, header["experiment"]
     tags = final_tags(header, records)
@@ -110,7 +108,7 @@ def upload(tracker, folder: Path) -> str:
     start = {k: str(v) for k, v in header.get("tags", {}).items()}
     run = client.create_run(tracker.experiment_id(experiment), tags=start,
                             run_name=header["name"])  # fmt: skip
-    handle = MlflowRun(client, run.info.run_id)
+    handle = tracker.handle(run.info.run_id)
     status = "KILLED"  # a journal without an end: the process died while offline
     for r in records:
         op = r["op"]

@@ -285,7 +285,7 @@ class MlflowTracker:
         itself for a remote store, else on `make ui`'s address."""
         if ui is None:
             remote = self.uri.startswith(("http://", "https://"))
-            ui = self.uri.rstrip("/") if remote else "http://127.0.0.1:5000"
+            ui = safe_url(self.uri).rstrip("/") if remote else "http://127.0.0.1:5000"
         exp_id = self.experiment_id(experiment, create=False)
         return f"{ui}/#/experiments/{exp_id}/runs" if exp_id else ui
 
@@ -322,6 +322,10 @@ class MlflowTracker:
 
     def finish(self, run: MlflowRun) -> None:
         self.client.set_terminated(run.run_id, "FINISHED")
+
+    def handle(self, run_id: str) -> MlflowRun:
+        """A direct handle on an existing run (no journal: calls fail loudly)."""
+        return MlflowRun(self.client, run_id)
 
     @contextmanager
     def start_run(

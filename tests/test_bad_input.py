@@ -181,3 +181,13 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(
     assert expected in lines[0], lines[0]
     assert "secret" not in lines[0]  # credentials are masked
     assert list(tmp_path.iterdir()) == []  # no store, report or artifact
+
+
+def test_report_of_an_experiment_without_a_baseline_run_says_so(mlflow_tracker, tmp_path):
+    from bench.record import run_tracked
+    from bench.report import build_report
+    from tests.conftest import tiny_config
+
+    run_tracked(tiny_config([("norm_clip", {})]), mlflow_tracker, "no-baseline")
+    text = build_report(mlflow_tracker, "no-baseline", tmp_path / "r.md").read_text()
+    assert "No `none` run in this experiment" in text and "| norm_clip" in text
