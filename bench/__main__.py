@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", help="report path (default reports/EXPERIMENT.md)")
     s.add_argument("--no-report", action="store_true", help="skip the report")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs trained at once on CPU, one process and one torch thread each",
+    )
     _tracking_args(s, default_experiment=None)
     s.add_argument("--storage", help="Optuna storage for suites that sweep (default "
                    "runs/optuna.db)")  # fmt: skip
@@ -292,6 +299,8 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
 
     suite = load_suite(args.suite)
     experiment = check_name("experiment", args.experiment or suite.name)
+    if args.jobs < 1:
+        raise ConfigError(f"jobs={args.jobs} is not allowed; allowed: >= 1")
     device = resolve_device(args.device)
     suite.entries(device)  # validate every run of the suite first
     out = None if args.no_report else report_path(args.report, experiment)
@@ -303,7 +312,7 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
         make_storage(storage)  # fails fast on a bad URL
     tracker = MlflowTracker(args.tracking_uri)
     counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress,
-                       storage=storage)  # fmt: skip
+                       storage=storage, jobs=args.jobs)  # fmt: skip
     summary = {"suite": suite.name, "experiment": experiment} | counts
     if not tracker.offline:
         summary["runs_table"] = tracker.runs_table_url(experiment)

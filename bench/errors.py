@@ -7,6 +7,11 @@ class ConfigError(ValueError):
     """Bad input: an unknown name, an out-of-range or malformed value, a missing resource."""
 
 
+class NoOpMethod(ConfigError):
+    """A method that would change nothing in a run (e.g. layer norm where D has no layer to
+    normalise): a single run refuses it; a suite leaves that pair out and says so."""
+
+
 def safe_url(url: str) -> str:
     """`url` without its password, for every message, log line and report."""
     head, sep, tail = url.rpartition("@")

@@ -16,7 +16,7 @@ import torch
 
 from bench.config import MethodSpec, ModelSpec, RunConfig, TrainConfig
 from bench.datasets import dataset_registry
-from bench.errors import ConfigError
+from bench.errors import ConfigError, NoOpMethod
 from bench.methods import BASELINE, Method, method_registry
 from bench.models import build_models
 from bench.params import typed_config, typed_values
@@ -76,7 +76,17 @@ def resolve(
     train_cfg = data_cls.settle(_replace(train_cfg, train or {}, "train"))
     spec = _replace(ModelSpec(**data_cls.model_defaults()), model or {}, "model")
     for s in specs:
-        spec = s.cls.configure_models(s.config, spec)
+        before, spec = spec, s.cls.configure_models(s.config, spec)
+        if (
+            s.name != BASELINE
+            and acts_only_on_models(s.cls)
+            and models_text(before) == models_text(spec)
+        ):
+            raise NoOpMethod(
+                f"method {s.name!r} changes nothing in {dataset}'s models (targets "
+                f"{','.join(s.config.targets)}): its row would equal the baseline's; choose "
+                "other targets or another data set"
+            )
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed={seed!r} is not allowed; allowed: integers >= 0")
     cfg = RunConfig(dataset, specs, train_cfg, spec, seed, resolve_device(device), data_root,
@@ -84,6 +94,22 @@ def resolve(
     data_cls.check(cfg)  # missing or unfitting data fails here, before anything is written
     check_memory(cfg)
     return cfg
+
+
+HOOKS = ("loss", "after_backward", "after_step")
+
+
+def acts_only_on_models(cls: type[Method]) -> bool:
+    """A method that overrides no training hook acts only through the models it configures
+    (layer norm, spectral norm): if they come out unchanged, it does nothing at all."""
+    return all(getattr(cls, h) is getattr(Method, h) for h in HOOKS)
+
+
+def models_text(spec: ModelSpec) -> str:
+    """The built G and D as text (shapes only, on the meta device): equal text, equal models."""
+    with torch.device("meta"):
+        g, d = build_models(spec)
+    return f"{g}\n{d}"
 
 
 def _replace(obj: Any, values: dict[str, Any], owner: str) -> Any:

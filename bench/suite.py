@@ -17,6 +17,7 @@ missing, failed or killed ones; interrupted work never loses a finished run nor 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import tomllib
@@ -27,7 +28,7 @@ from typing import Any
 from tqdm import tqdm
 
 from bench.config import ModelSpec, RunConfig, TrainConfig
-from bench.errors import ConfigError
+from bench.errors import ConfigError, NoOpMethod
 from bench.methods import BASELINE, method_registry, search_space
 from bench.record import config_hash, run_tracked
 from bench.run import resolve
@@ -76,16 +77,33 @@ class Suite:
         parameters a sweep chose."""
         self._check_seeds()
         labels = _labels(self.methods)
+        skip = self.no_ops(device)
         out = []
         for dataset in self.datasets:
             for seed in self.seeds:
                 for (name, params), label in zip(self.methods, labels, strict=True):
+                    if (dataset, name) in skip:
+                        continue
                     params = params | (tuned or {}).get((dataset, name), {})
                     train, model = self.settings(dataset)
                     cfg = resolve(dataset, [(name, params)], train, model, seed, device,
                                   self.data_root(dataset))  # fmt: skip
                     out.append((cfg, label))
         return out
+
+    def no_ops(self, device: str = "cpu") -> dict[tuple[str, str], str]:
+        """{(dataset, method): why} for the methods that would change nothing on a data set's
+        models (layer norm on a critic without a layer to normalise): left out of the suite."""
+        found = {}
+        for dataset in self.datasets:
+            train, model = self.settings(dataset)
+            for name, params in self.methods:
+                try:
+                    resolve(dataset, [(name, params)], train, model, self.seeds[0], device,
+                            self.data_root(dataset))  # fmt: skip
+                except NoOpMethod as e:
+                    found[(dataset, name)] = str(e)
+        return found
 
     def _check_seeds(self) -> None:
         if not self.sweep:
@@ -103,7 +121,7 @@ class Suite:
         """One SweepConfig per (dataset, method) that has something to search."""
         if not self.sweep:
             return []
-        s = self.sweep
+        s, skip = self.sweep, self.no_ops(device)
         return [
             SweepConfig(
                 dataset, name, int(s.get("trials", 20)), tuple(s.get("tuning_seeds", (1000,))),
@@ -114,7 +132,7 @@ class Suite:
             )
             for dataset in self.datasets
             for name, _ in self.methods
-            if search_space(method_registry.get(name))
+            if search_space(method_registry.get(name)) and (dataset, name) not in skip
         ]  # fmt: skip
 
 
@@ -274,10 +292,16 @@ def run_sweeps(suite: Suite, tracker, experiment: str, device: str, storage: str
 
 
 def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: bool = True,
-              storage: str | None = None) -> dict:  # fmt: skip
-    """Sweep (when the suite says so), then run every entry not yet done on the reporting seeds;
-    returns counts (total, skipped, finished, diverged)."""
+              storage: str | None = None, jobs: int = 1) -> dict:  # fmt: skip
+    """Sweep (when the suite says so), then run every entry not yet done on the reporting seeds,
+    on `jobs` single-threaded processes; returns counts (total, skipped, finished, diverged)."""
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs} is not allowed; allowed: >= 1")
     suite.entries(device)  # validates everything before anything runs
+    for (dataset, name), why in suite.no_ops(device).items():
+        print(f"suite {suite.name}: {name} left out on {dataset} ({why.split(':')[0]})",
+              file=sys.stderr)  # fmt: skip
+    tracker.reconcile(experiment)  # runs left RUNNING by a killed earlier attempt
     tuned = run_sweeps(suite, tracker, experiment, device, storage, progress)
     entries = suite.entries(device, tuned)
     done = tracker.done_keys(experiment)
@@ -289,12 +313,57 @@ def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: boo
         disable=not progress, file=sys.stderr, position=0,
     )  # fmt: skip
     t0 = time.perf_counter()
-    for cfg, label in todo:
+    if jobs > 1 and len(todo) > 1 and device == "cpu":
+        statuses = _parallel(todo, tracker.uri, experiment, suite.name, jobs)
+    else:
+        statuses = (_one(cfg, tracker, experiment, suite.name, lbl, progress) for cfg, lbl in todo)
+    for (cfg, label), status in zip(todo, statuses, strict=True):
         bar.set_postfix_str(f"{cfg.dataset} {label} seed {cfg.seed}")
-        result = run_tracked(cfg, tracker, experiment, suite=suite.name, label=label,
-                             progress=progress)  # fmt: skip
-        counts[result.status] += 1
+        counts[status] += 1
         bar.update()
     bar.close()
     counts["wall_time_s"] = time.perf_counter() - t0
     return counts
+
+
+def _one(cfg, tracker, experiment: str, suite: str, label: str, progress: bool) -> str:
+    return run_tracked(cfg, tracker, experiment, suite=suite, label=label,
+                       progress=progress).status  # fmt: skip
+
+
+def _parallel(todo, uri: str, experiment: str, suite: str, jobs: int):
+    """Statuses of `todo`'s runs, in order, trained on `jobs` spawned processes with one torch
+    thread each (on a 2-core machine two single-threaded runs beat one two-threaded run by far;
+    see the README). Each worker records its runs in the same store; it dies with the parent."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(jobs, initializer=worker_init) as pool:
+        args = [(cfg, uri, experiment, suite, label) for cfg, label in todo]
+        yield from pool.imap(_pool_run, args, chunksize=1)
+
+
+def worker_init() -> None:
+    """A suite or sweep worker: one torch thread, and killed with its parent (Linux), so a
+    SIGKILLed suite leaves no orphan still writing runs that the resumed suite redoes."""
+    import ctypes
+    import signal
+
+    import torch
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+
+
+_TRACKERS: dict[str, Any] = {}
+
+
+def _pool_run(args) -> str:
+    from bench.tracking import MlflowTracker, NullTracker
+
+    cfg, uri, experiment, suite, label = args
+    if uri not in _TRACKERS:
+        _TRACKERS[uri] = NullTracker() if uri == "none" else MlflowTracker(uri)
+    return _one(cfg, _TRACKERS[uri], experiment, suite, label, False)

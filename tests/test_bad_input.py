@@ -130,6 +130,7 @@ CASES = [
     (["suite", "--suite", "micro", "--report", "{d}/blocker/r.md"], "not writable"),
     (["suite", "--suite", "micro", "--experiment", "a/b"], "a/b"),
     (["suite", "--suite", "micro", "--device", "tpu"], "tpu"),
+    (["suite", "--suite", "micro", "--jobs", "0"], "jobs=0"),
     (["suite", "--suite", "micro", "--tracking-uri", "http://127.0.0.1:{port}"], "unreachable"),
     # sweep
     (["sweep", "--dataset", "ring8", "--method", "none"], "nothing to search"),

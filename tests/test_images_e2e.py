@@ -2,15 +2,21 @@
 
 import math
 
+import pytest
+
 from bench.record import run_tracked
 from bench.run import resolve
 
 TRAIN = {"steps": 6, "batch_size": 16, "eval_every": 3, "log_every": 3, "eval_samples": 500}
 
 
-def test_micro_run_on_digits_with_spectral_norm_and_layer_norm(mlflow_tracker):
-    cfg = resolve("digits", [("spectral_norm", {}), ("layer_norm", {})], TRAIN,
-                  {"hidden": 8, "z_dim": 8, "d_capacity": 0.5}, 0, "cpu")  # fmt: skip
+def test_micro_run_on_digits_with_spectral_norm_and_layer_norm_refused(mlflow_tracker):
+    from bench.errors import NoOpMethod
+
+    model = {"hidden": 8, "z_dim": 8, "d_capacity": 0.5}
+    with pytest.raises(NoOpMethod):  # the 8x8 DCGAN has no layer for layer norm to act on
+        resolve("digits", [("spectral_norm", {}), ("layer_norm", {})], TRAIN, model, 0, "cpu")
+    cfg = resolve("digits", [("spectral_norm", {})], TRAIN, model, 0, "cpu")
     result = run_tracked(cfg, mlflow_tracker, "img-e2e")
     assert result.status == "finished"
     assert all(math.isfinite(v) for v in result.metrics.values())

@@ -24,6 +24,21 @@ def test_suite_runs_every_entry_once_and_resumes_by_skipping(mlflow_tracker):
     assert len(mlflow_tracker.runs("t-suite")) == 4
 
 
+def test_two_jobs_record_the_same_runs_as_one(mlflow_tracker):
+    """`--jobs`: single-threaded worker processes writing to one SQLite store; the same
+    (config, seed) set and the same results as the sequential suite, no duplicates."""
+    run_suite(MICRO, mlflow_tracker, "t-jobs1", "cpu", progress=False)
+    counts = run_suite(MICRO, mlflow_tracker, "t-jobs2", "cpu", progress=False, jobs=2)
+    assert (counts["finished"], counts["total"]) == (4, 4)
+
+    def results(experiment):
+        return {(r.tags["config_hash"], r.tags["seed"]): r.metrics["eval/mode_tv"]
+                for r in mlflow_tracker.runs(experiment)}  # fmt: skip
+
+    assert results("t-jobs2") == results("t-jobs1")  # seeded runs reproduce across processes
+    assert len(mlflow_tracker.runs("t-jobs2")) == 4
+
+
 def test_interrupted_run_is_marked_killed_and_redone_without_duplicates(
     mlflow_tracker, monkeypatch
 ):

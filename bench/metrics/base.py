@@ -34,11 +34,22 @@ class Metric:
     pareto: bool = False  # an objective of multi-objective sweeps
     worst: float = math.nan  # the objective value of an undefined (NaN) result; NaN: none
     table: bool = True  # reports tabulate it (False: a diagnostic, e.g. classifier accuracy)
+    # The protocol's convergence gate: the baseline's median must reach it (in the metric's
+    # direction) for a report to rank methods; None: no gate on this metric.
+    gate: float | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS or self.needs not in NEEDS:
             raise ValueError(f"metric {self.name}: direction {self.direction!r}, needs "
                              f"{self.needs!r}; allowed: {DIRECTIONS}, {NEEDS}")  # fmt: skip
+
+    def passes(self, value: float) -> bool:
+        """Whether `value` meets the gate (always, without one; never, when undefined)."""
+        if self.gate is None:
+            return True
+        if math.isnan(value):
+            return False
+        return value >= self.gate if self.direction == "max" else value <= self.gate
 
     def objective(self, value: float) -> float:
         """`value` as a sweep objective: an undefined value scores `worst` when declared."""
@@ -50,7 +61,7 @@ class Metric:
 
     def declaration(self, order: int = 0) -> str:
         """What a run records about the metric (an MLflow param), for reports built later."""
-        keys = ("direction", "definition", "primary", "success", "table")
+        keys = ("direction", "definition", "primary", "success", "table", "gate", "worst")
         return json.dumps({k: getattr(self, k) for k in keys} | {"order": order})
 
 
@@ -88,6 +99,7 @@ def read_declarations(params: dict[str, str]) -> list[Metric]:
             d = json.loads(text)
             metric = Metric(key.removeprefix("metric."), d["direction"], d["definition"],
                             primary=d["primary"], success=d["success"],
-                            table=d.get("table", True))  # fmt: skip
+                            table=d.get("table", True), gate=d.get("gate"),
+                            worst=d.get("worst", math.nan))  # fmt: skip
             found.append((d.get("order", 0), metric))
     return [m for _, m in sorted(found, key=lambda t: t[0])]

@@ -38,10 +38,13 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
         )
     fig_dir = out.with_suffix("")
     fig_dir.mkdir(parents=True, exist_ok=True)
-    parts = [_header(df, experiment, tracker.uri), _protocol_card(df)]
+    sections, banners = [], []
     for dataset in sorted(df.dataset.unique()):
-        parts.append(_dataset_section(tracker, df[df.dataset == dataset], dataset, fig_dir,
-                                      experiment))  # fmt: skip
+        text, banner = _dataset_section(tracker, df[df.dataset == dataset], dataset, fig_dir,
+                                        experiment)  # fmt: skip
+        sections.append(text)
+        banners += [banner] if banner else []
+    parts = [_header(df, experiment, tracker.uri), *banners, _protocol_card(df), *sections]
     parts.append(CONTEXT)
     out.write_text("\n\n".join(parts) + "\n")
     return out
@@ -118,7 +121,9 @@ def dataset_metrics(df: pd.DataFrame) -> list[Metric]:
     return declared
 
 
-def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> str:
+def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
+    """The section's markdown, and a banner for the report's first lines when the baseline
+    misses the protocol's convergence gate (then no ranking is printed)."""
     declared = dataset_metrics(df)
     logged = {c.removeprefix("eval/") for c in df.columns if c.startswith("eval/")}
     metrics = [(m.name, m.direction) for m in declared if m.table and not m.success
@@ -126,23 +131,78 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str) -> st
     primary_metric = next(m for m in declared if m.primary)
     primary = primary_metric.name
     success = next((m.name for m in declared if m.success), None)
-    table = method_table(df, metrics, primary, success)
+    worst = {m.name: m.worst for m in declared if not math.isnan(m.worst)}
+    table = method_table(df, metrics, primary, success, worst)
     sig = significance_table(df, metrics)
+    gate = convergence_gate(df, declared)
     figs = _figures(tracker, df, dataset, fig_dir, [primary, metrics[0][0]])
     tuning = tuning_section(tracker, experiment, dataset, primary_metric.direction, fig_dir)
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
-    return (
-        f"## {dataset}\n\n{_extractor_note(df, logged)}"
-        f"{format_method_table(table, metrics, primary, success is not None)}\n\n"
-        "Cells: median [25th, 75th percentile] over seeds; **bold**: best in the column; "
-        "`(n=...)`: runs with a finite value when fewer than all; `diverged` and `success` "
-        "(all modes captured) count every run, diverged ones as failures; `rank`: by the median "
-        f"of `{primary}`; clip rate: fraction of updates whose gradient norm the method reduced; "
-        "|g| pre: mean global gradient norm before the method acted.\n\n"
+    refs = reference_rows(df, dataset, declared)
+    text = (
+        f"## {dataset}\n\n" + (f"> **Not converged.** {gate}\n\n" if gate else "")
+        + _extractor_note(df, logged)
+        + format_method_table(table, metrics, primary, success is not None, refs, not gate)
+        + "\n\nCells: median [25th, 75th percentile] over seeds; **bold**: best in the column "
+        "by its direction (only where the methods differ); `(n=...)`: runs with a finite value "
+        "when fewer than all"
+        + (f" (an undefined {', '.join(f'`{k}`' for k in worst)} counts as its worst value)"
+           if worst else "")
+        + "; `diverged` and `success` count every run, diverged ones as failures; "
+        + (f"`rank`: by the median of `{primary}`; " if not gate else "no rank: the baseline "
+           "has not converged; ")
+        + ("*italic rows*: reference sample sets scored by the same metric code (the data "
+           "itself, the finite-sample ceiling, and what noise and collapse score); "
+           if refs else "")
+        + "clip rate: fraction of updates whose gradient norm the method reduced; |g| pre: mean "
+        "global gradient norm before the method acted.\n\n"
         f"### Against the baseline (`{BASELINE}`)\n\n{_against_baseline(df, sig, metrics)}\n\n"
         f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
+    )  # fmt: skip
+    return text, (f"**{dataset}: not converged.** {gate}" if gate else None)
+
+
+def convergence_gate(df: pd.DataFrame, declared: list[Metric]) -> str | None:
+    """Why the baseline misses the protocol's convergence gate, or None when it meets it (or
+    the data declare no gate)."""
+    gated = next((m for m in declared if m.gate is not None), None)
+    if gated is None:
+        return None
+    base = df[df.method == BASELINE]
+    if base.empty:
+        return (f"There is no `{BASELINE}` run, so whether this protocol converges is unknown; "
+                "the methods are not ranked.")  # fmt: skip
+    median = float(base.get(f"eval/{gated.name}", pd.Series(dtype=float)).median())
+    if gated.passes(median):
+        return None
+    return (
+        f"The baseline's median `{gated.name}` is {median:.3g}, short of this protocol's gate "
+        f"{gated.gate:g}: the baseline is still in its early, diffuse phase, so differences "
+        "between methods say little about stability. The methods are not ranked; train longer "
+        "(or with a calibrated protocol) before drawing conclusions."
     )
+
+
+def reference_rows(df: pd.DataFrame, dataset: str, declared: list[Metric]):
+    """{label: {metric: median over 5 draws}} for the data set's reference sample sets, at the
+    runs' evaluation size, scored by the data's own metric code; {} when it has none."""
+    from bench.metrics.base import evaluate
+
+    if dataset not in dataset_registry.names():
+        return {}
+    cls = dataset_registry.get(dataset)
+    if not hasattr(cls, "references"):
+        return {}
+    n = int(float(df.params.iloc[0].get("train.eval_samples", 2500)))
+    data, metrics = cls(device="cpu"), cls.declare_metrics()
+    names = {m.name for m in declared}
+    draws: dict[str, list[dict[str, float]]] = {}
+    for seed in range(5):
+        for label, x in cls.references(n, seed).items():
+            out = evaluate(data, metrics, lambda k, x=x: x.float(), n)
+            draws.setdefault(label, []).append({k: v for k, v in out.items() if k in names})
+    return {label: pd.DataFrame(rows).median().to_dict() for label, rows in draws.items()}
 
 
 def _against_baseline(df: pd.DataFrame, sig: pd.DataFrame, metrics) -> str:

@@ -29,9 +29,16 @@ def _col(df: pd.DataFrame, key: str) -> pd.Series:
     return df[key] if key in df else pd.Series(math.nan, index=df.index)
 
 
-def method_table(df, metrics, primary, success_metric=None) -> pd.DataFrame:
+def method_table(df, metrics, primary, success_metric=None, worst=None) -> pd.DataFrame:
     """Numeric summary per method (index: label). Diverged runs stay in `runs` and count as
-    failures in `success`; metric summaries use the runs whose value is finite (`n <metric>`)."""
+    failures in `success`; an undefined value of a metric with a declared worst value (`worst`:
+    {metric: value}) counts as that value; other summaries use the runs whose value is finite
+    (`n <metric>`)."""
+    worst = worst or {}
+    df = df.copy()
+    for name, value in worst.items():
+        key = f"eval/{name}"
+        df[key] = _col(df, key).fillna(value)
     rows = {}
     for label in label_order(df.label):
         g = df[df.label == label]
@@ -81,22 +88,31 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _best(series: pd.Series, direction: str) -> set:
+    """The labels with the column's best value; none when every value ties (nothing to mark)."""
     s = series[np.isfinite(series.to_numpy(dtype=float))]
     if s.empty:
         return set()
     target = s.min() if direction == "min" else s.max()
-    return set(s.index[s == target])
+    best = set(s.index[s == target])
+    return set() if len(best) == len(series) else best
 
 
-def format_method_table(table: pd.DataFrame, metrics, primary, success: bool) -> str:
-    """Markdown: `median [q1, q3]` cells, best per column in bold."""
+def format_method_table(table: pd.DataFrame, metrics, primary, success: bool,
+                        references: dict | None = None, ranked: bool = True) -> str:  # fmt: skip
+    """Markdown: `median [q1, q3]` cells, best per column in bold (by the column's direction,
+    where the methods differ), then the reference rows in italics. `ranked=False` (a baseline
+    short of the convergence gate): no rank column and no bold."""
     cols: dict[str, list[str]] = {"method": list(table.index), "runs": list(table.runs)}
     directions = {"diverged": "min", "success": "max"} | dict(metrics)
+
+    def best_of(name: str) -> set:
+        return _best(table[name], directions[name]) if ranked else set()
+
     for name in ["diverged"] + (["success"] if success else []):
-        best = _best(table[name], directions[name])
+        best = best_of(name)
         cols[name] = [_bold(f"{v:.0%}", i in best) for i, v in table[name].items()]
-    for name, direction in metrics:
-        best = _best(table[name], direction)
+    for name, _ in metrics:
+        best = best_of(name)
         cells = []
         for i, r in table.iterrows():
             cell = f"{_fmt(r[name])} [{_fmt(r[f'{name} q1'])}, {_fmt(r[f'{name} q3'])}]"
@@ -107,10 +123,16 @@ def format_method_table(table: pd.DataFrame, metrics, primary, success: bool) ->
     ci = [f"{_fmt(r[f'{primary} mean'])} ({_fmt(r[f'{primary} ci low'])}, "
           f"{_fmt(r[f'{primary} ci high'])})" for _, r in table.iterrows()]  # fmt: skip
     cols[f"{primary} mean (95% CI)"] = ci
-    cols["rank"] = [_fmt(v) for v in table["rank"]]
+    if ranked:
+        cols["rank"] = [_fmt(v) for v in table["rank"]]
     for col in GRAD_COLUMNS:
         cols[col] = [_fmt(v) for v in table[col]]
-    return pd.DataFrame(cols).to_markdown(index=False)
+    out = pd.DataFrame(cols).astype(object)
+    for label, values in (references or {}).items():
+        row = {c: "" for c in out.columns} | {"method": f"*{label}*"}
+        row |= {name: f"*{_fmt(values.get(name))}*" for name, _ in metrics}
+        out.loc[len(out)] = row
+    return out.to_markdown(index=False)
 
 
 def format_significance(sig: pd.DataFrame, metrics) -> str:

@@ -101,9 +101,15 @@ IMAGE_TRAIN = {"steps": 4, "batch_size": 16, "eval_every": 4, "log_every": 2,
 
 @pytest.mark.parametrize("name", METHODS)
 def test_method_trains_dcgan_models_on_digits(name):
-    from bench.run import execute, resolve
+    from bench.errors import NoOpMethod
+    from bench.methods import method_registry
+    from bench.run import acts_only_on_models, execute, resolve
 
-    cfg = resolve("digits", [(name, {})], IMAGE_TRAIN, {"hidden": 8, "z_dim": 8}, 0, "cpu")
+    try:
+        cfg = resolve("digits", [(name, {})], IMAGE_TRAIN, {"hidden": 8, "z_dim": 8}, 0, "cpu")
+    except NoOpMethod:  # 8x8 critic: one conv, nothing for layer norm to normalise
+        assert acts_only_on_models(method_registry.get(name))
+        return
     result = execute(cfg)
     assert result.status == "finished"
     finite = {k: v for k, v in result.metrics.items() if math.isfinite(v)}

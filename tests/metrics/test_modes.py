@@ -9,6 +9,7 @@ from bench.datasets import create_dataset
 from bench.metrics.modes import frechet_to_mixture, mixture_statistics, mode_metrics
 
 HQ_EXPECTED = 1 - math.exp(-4.5)  # P(||N(0, s^2 I_2)|| < 3 s) = 0.98889
+Q = math.exp(-4.5)  # the mixture's own off-mode mass in 2-D
 
 
 @pytest.mark.parametrize("name,k", [("ring8", 8), ("grid25", 25)])
@@ -26,7 +27,9 @@ def test_collapsed_generator_captures_one_mode():
     data = create_dataset("ring8")
     samples = data.means[3].repeat(2500, 1)
     m = mode_metrics(samples, data.means, data.sigma)
-    assert m == {"modes": 1, "hq_fraction": 1.0, "reverse_kl": pytest.approx(math.log(8))}
+    tv = 0.5 * (7 / 8 * (1 - Q) + 1 - (1 - Q) / 8 + Q)
+    assert m == {"modes": 1, "hq_fraction": 1.0, "reverse_kl": pytest.approx(math.log(8)),
+                 "mode_tv": pytest.approx(tv)}  # fmt: skip
 
 
 def test_reverse_kl_hand_computed():
@@ -37,12 +40,56 @@ def test_reverse_kl_hand_computed():
     p = np.array([0.75, 0.25])
     assert m["modes"] == 2 and m["hq_fraction"] == pytest.approx(0.8)
     assert m["reverse_kl"] == pytest.approx(float((p * np.log(4 * p)).sum()))
+    # mode_tv by hand: histogram (0.6, 0.2, 0, 0 | off 0.2) against ((1-Q)/4 each | Q)
+    ref = (1 - Q) / 4
+    tv = 0.5 * (abs(0.6 - ref) + abs(0.2 - ref) + 2 * ref + abs(0.2 - Q))
+    assert m["mode_tv"] == pytest.approx(tv)
 
 
 def test_non_finite_samples_are_low_quality_not_a_crash():
     data = create_dataset("ring8")
     m = mode_metrics(torch.full((10, 2), float("nan")), data.means, data.sigma)
     assert m["modes"] == 0 and m["hq_fraction"] == 0.0 and math.isnan(m["reverse_kl"])
+    assert m["mode_tv"] == pytest.approx(1 - Q)  # finite: everything in the off-mode bin
+
+
+def _dropping(data, keep: int, hq: float, n: int, gen) -> torch.Tensor:
+    """A converged generator that dropped modes: `hq` of its samples on `keep` of the modes
+    (evenly), the rest scattered just off them (5 sigma away)."""
+    on = round(hq * n)
+    idx = torch.arange(on) % keep
+    x = data.means[idx] + data.sigma * torch.randn(on, 2, generator=gen)
+    off_idx = torch.arange(n - on) % keep
+    angle = 2 * math.pi * torch.rand(n - on, generator=gen)
+    ring = torch.stack([angle.cos(), angle.sin()], 1) * 5 * data.sigma
+    return torch.cat([x, data.means[off_idx] + ring])
+
+
+@pytest.mark.parametrize("name,keep", [("ring8", 6), ("grid25", 18)])
+def test_noise_collapse_and_moments_score_worse_than_a_mode_dropping_generator(name, keep):
+    """The primary metric orders: data < converged but mode-dropping < {uniform noise over the
+    bounding box, the moment-matched Gaussian, everything on one mode}; always finite."""
+    from bench.datasets import dataset_registry
+    from bench.metrics.base import evaluate
+
+    cls, data, n = dataset_registry.get(name), create_dataset(name), 2500
+    primary = next(m for m in cls.declare_metrics() if m.primary)
+    assert primary.name == "mode_tv"
+
+    def score(x):
+        return evaluate(data, cls.declare_metrics(), lambda k: x.float(), n)[primary.name]
+
+    refs = {k: score(v) for k, v in cls.references(n, seed=0).items()}
+    dropping = score(_dropping(data, keep, 0.9, n, torch.Generator().manual_seed(1)))
+    nulls = [refs["uniform noise"], refs["moment-matched Gaussian"], refs["one mode"]]
+    assert refs["data"] < dropping < min(nulls), (refs, dropping)
+    assert all(math.isfinite(v) for v in [*refs.values(), dropping])
+    # the old primary (reverse KL over high-quality samples) let noise beat that generator
+    old = evaluate(data, cls.declare_metrics(), lambda k: _dropping(
+        data, keep, 0.9, n, torch.Generator().manual_seed(1)), n)["reverse_kl"]  # fmt: skip
+    noise = cls.references(n, seed=0)["uniform noise"].float()
+    if name == "grid25":
+        assert evaluate(data, cls.declare_metrics(), lambda k: noise, n)["reverse_kl"] < old
 
 
 def test_frechet_2d_matches_scipy_sqrtm():

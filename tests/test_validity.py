@@ -1,0 +1,88 @@
+"""Reports that mean what they say: a convergence-gate banner and no ranking when the baseline
+has not converged, reference rows beside every 2-D table, each data set's own columns, and
+methods that would change nothing refused."""
+
+import dataclasses
+
+import pytest
+
+from bench.__main__ import main
+from bench.datasets import dataset_registry
+from bench.errors import ConfigError, NoOpMethod
+from bench.methods import method_registry
+from bench.record import run_tracked
+from bench.report import build_report
+from bench.run import acts_only_on_models, models_text, resolve
+from bench.suite import PRESETS, run_suite
+from tests.test_seams import FakeTracker
+
+
+def _table(text: str, dataset: str) -> str:
+    """The data set's method table: the first markdown table of its section."""
+    lines = text.split(f"## {dataset}\n", 1)[1].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| method"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def test_a_baseline_short_of_the_gate_gets_a_banner_and_no_ranking(mlflow_tracker, tmp_path):
+    run_suite(PRESETS["micro"], mlflow_tracker, "t-gate", "cpu", progress=False)
+    fake = FakeTracker(mlflow_tracker, "t-gate", tmp_path)
+    text = build_report(fake, "t-gate", tmp_path / "r.md").read_text()
+    head = text.split("## ")[0]
+    assert "ring8: not converged" in head and "hq_fraction" in head  # in the first lines
+    table = _table(text, "ring8")
+    assert "rank" not in table.splitlines()[0] and "**" not in table
+    for row in ("*data*", "*uniform noise*", "*moment-matched Gaussian*", "*one mode*"):
+        assert row in table  # reference rows, scored by the same code
+
+    for r in fake.records:  # the same runs, as if the baseline had converged
+        if r.tags.get("method") == "none":
+            r.metrics["eval/hq_fraction"] = 0.95
+    text = build_report(fake, "t-gate", tmp_path / "r2.md").read_text()
+    assert "not converged" not in text
+    assert "rank" in _table(text, "ring8").splitlines()[0]
+
+
+def test_each_data_set_gets_only_its_own_metric_columns(mlflow_tracker, tmp_path):
+    tiny = {"steps": 4, "batch_size": 16, "eval_every": 4, "eval_samples": 64}
+    for dataset in ("ring8", "digits"):
+        for method in ("none", "norm_clip"):
+            cfg = resolve(dataset, [(method, {})], tiny, {"hidden": 8}, 0, "cpu")
+            run_tracked(cfg, mlflow_tracker, "t-two")
+    text = build_report(mlflow_tracker, "t-two", tmp_path / "r.md").read_text()
+    ring, digits = _table(text, "ring8"), _table(text, "digits")
+    assert "mode_tv" in ring and "fd_digits_cnn" not in ring
+    assert "fd_digits_cnn" in digits and "mode_tv" not in digits and "n/a (n=0)" not in text
+
+
+def test_layer_norm_on_a_critic_without_a_layer_to_normalise_is_refused(capsys):
+    with pytest.raises(NoOpMethod, match="layer_norm") as e:
+        resolve("stacked-digits", [("layer_norm", {})])
+    assert "\n" not in str(e.value)
+    assert main(["run", "--dataset", "digits", "--method", "layer_norm", "--no-track"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "changes nothing" in err[0]
+    suite = dataclasses.replace(PRESETS["micro"], datasets=("ring8", "stacked-digits"),
+                                methods=(("none", {}), ("layer_norm", {})))  # fmt: skip
+    assert list(suite.no_ops()) == [("stacked-digits", "layer_norm")]
+    assert {(c.dataset, c.methods[0].name) for c, _ in suite.entries()} == {
+        ("ring8", "none"), ("ring8", "layer_norm"), ("stacked-digits", "none")}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", dataset_registry.names())
+def test_every_model_method_changes_every_default_model_or_is_refused(dataset):
+    """A method that acts only through the models either changes them or is refused; a new
+    method module or data set is covered with no edit here."""
+    for name in method_registry.names():
+        cls = method_registry.get(name)
+        if name == "none" or not acts_only_on_models(cls):
+            continue
+        try:
+            cfg = resolve(dataset, [(name, {})])
+        except NoOpMethod:
+            continue
+        except ConfigError as e:  # data not on this machine (files, a folder to give)
+            pytest.skip(str(e))
+        base = resolve(dataset, [("none", {})])
+        assert models_text(cfg.model) != models_text(base.model), (dataset, name)
