@@ -26,10 +26,21 @@ class TrainConfig:
     steps: int = param(3000, low=1, help="generator updates")
     batch_size: int = param(256, low=1, help="samples per batch, real and generated")
     n_critic: int = param(1, low=1, help="discriminator updates per generator update")
+    critic_schedule: str = param(
+        "fixed", choices=("fixed", "wgan"),
+        help="wgan: 100 critic updates at the first 25 generator steps and every 500th, "
+        "n_critic otherwise (the WGAN paper's code)",
+    )  # fmt: skip
     loss: str = param("ns", choices=LOSSES, help="adversarial loss (ns: non-saturating BCE)")
     optimizer: str = param("adam", choices=OPTIMIZERS, help="optimizer of both networks")
     lr_g: float = param(2e-4, low=0.0, low_open=True, help="generator learning rate")
     lr_d: float = param(2e-4, low=0.0, low_open=True, help="discriminator learning rate")
+    lr_mult: float = param(
+        1.0,
+        low=0.0,
+        low_open=True,
+        help="multiplies both learning rates (the stability map's axis: the recipe's rates x this)",
+    )
     beta1: float = param(0.5, low=0.0, high=1.0, help="Adam beta1 / SGD momentum")
     beta2: float = param(0.999, low=0.0, high=1.0, help="Adam beta2")
     amp: bool = param(False, help="mixed precision (bf16 autocast on CPU, fp16 on CUDA)")

@@ -42,7 +42,17 @@ def all_methods() -> tuple[tuple[str, dict], ...]:
 
 
 ALL_METHODS = all_methods()
-SUITE_KEYS = ("name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset")
+SUITE_KEYS = (
+    "name",
+    "datasets",
+    "methods",
+    "seeds",
+    "train",
+    "model",
+    "sweep",
+    "per_dataset",
+    "lr_mults",
+)
 SWEEP_KEYS = ("trials", "tuning_seeds", "train", "pruner")
 PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root")
 
@@ -60,6 +70,9 @@ class Suite:
     # Per data set overrides: {"fashion-mnist": {"model": {"d_capacity": 0.25}, "train": {...},
     # "sweep_train": {...}, "data_root": "/path/to/files"}}
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The stability map: every method also runs at these multiples of its recipe's learning
+    # rates (at its tuned threshold); 1 is always included, and is what the main tables show.
+    lr_mults: tuple[float, ...] = (1.0,)
 
     def data_root(self, dataset: str) -> str:
         return str(self.per_dataset.get(dataset, {}).get("data_root", ""))
@@ -79,16 +92,19 @@ class Suite:
         labels = _labels(self.methods)
         skip = self.no_ops(device)
         out = []
+        mults = sorted({1.0, *map(float, self.lr_mults)})
         for dataset in self.datasets:
-            for seed in self.seeds:
-                for (name, params), label in zip(self.methods, labels, strict=True):
-                    if (dataset, name) in skip:
-                        continue
-                    params = params | (tuned or {}).get((dataset, name), {})
-                    train, model = self.settings(dataset)
-                    cfg = resolve(dataset, [(name, params)], train, model, seed, device,
-                                  self.data_root(dataset))  # fmt: skip
-                    out.append((cfg, label))
+            for mult in mults:
+                for seed in self.seeds:
+                    for (name, params), label in zip(self.methods, labels, strict=True):
+                        if (dataset, name) in skip:
+                            continue
+                        params = params | (tuned or {}).get((dataset, name), {})
+                        train, model = self.settings(dataset)
+                        train = train | ({"lr_mult": mult} if mult != 1.0 else {})
+                        cfg = resolve(dataset, [(name, params)], train, model, seed, device,
+                                      self.data_root(dataset))  # fmt: skip
+                        out.append((cfg, label))
         return out
 
     def no_ops(self, device: str = "cpu") -> dict[tuple[str, str], str]:
@@ -223,11 +239,12 @@ def _keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict:
 
 
 def _list(where: str, value: Any, kind: type) -> tuple:
+    kinds = (int, float) if kind is float else kind  # TOML writes 3 for 3.0
     if not isinstance(value, list) or not all(
-        isinstance(v, kind) and not isinstance(v, bool) for v in value
+        isinstance(v, kinds) and not isinstance(v, bool) for v in value
     ):
         raise ConfigError(f"{where} must be a list of {kind.__name__}s, not {value!r}")
-    return tuple(value)
+    return tuple(kind(v) for v in value) if kind is float else tuple(value)
 
 
 def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite:
@@ -253,6 +270,7 @@ def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite
         model=dict(_keys(f"{where}: [model]", raw.get("model", {}), _model_fields())),
         sweep=sweep,
         per_dataset=dict(per_dataset),
+        lr_mults=_list(f"{where}: lr_mults", raw.get("lr_mults", [1.0]), float),
     )
 
 

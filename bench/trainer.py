@@ -127,7 +127,7 @@ class Trainer:
     def _role(self, role: str, model: nn.Module, methods: list[Method]) -> _Role:
         """Optimizer, scaler and the methods that target `role` (the trainer does the filtering)."""
         mine = [m for m in methods if role in m.config.targets]
-        lr = self.train.lr_g if role == "generator" else self.train.lr_d
+        lr = self.train.lr_mult * (self.train.lr_g if role == "generator" else self.train.lr_d)
         return _Role(
             model=model,
             opt=make_optimizer(model.parameters(), self.train, lr),
@@ -208,6 +208,12 @@ class Trainer:
             self.last_samples = sampler.first[: self.dataset.keep_samples].cpu()
         return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
+    def _critic_updates(self) -> int:
+        """D updates before this G update: n_critic, or WGAN's warm schedule (100 at the first
+        25 generator steps and every 500th) when the recipe asks for it."""
+        warm = self.step < 25 or self.step % 500 == 0
+        return 100 if self.train.critic_schedule == "wgan" and warm else self.train.n_critic
+
     def fit(self, progress: bool = False) -> RunResult:
         """Train for `train.steps` generator steps (or until divergence) and evaluate."""
         t0, tr = time.perf_counter(), self.train
@@ -216,7 +222,7 @@ class Trainer:
         bar = tqdm(total=tr.steps, disable=not progress, file=sys.stderr, desc="train", leave=False)
         while self.step < tr.steps:
             due = tr.stats and self.step % tr.layer_stats_every == 0
-            for i in range(tr.n_critic):
+            for i in range(self._critic_updates()):
                 self._layer_stats_due = due and i == 0  # once per step and role
                 real = self._d_step()
             self._layer_stats_due = due

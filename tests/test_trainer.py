@@ -222,3 +222,15 @@ def test_grad_norms_cache_notices_in_place_edits():
     assert float(torch.nn.utils.get_total_norm(grads)) == pytest.approx(1.0, rel=1e-5)
     norms.new_update()
     assert norms.norm(grads) is not post
+
+
+def test_weight_clip_recipe_runs_the_wgan_critic_schedule(monkeypatch):
+    """WGAN's code: 100 critic updates for the first 25 generator steps and every 500th."""
+    calls = []
+    real = Trainer._d_step
+    monkeypatch.setattr(Trainer, "_d_step", lambda self: calls.append(self.step) or real(self))
+    cfg = tiny_config([("weight_clip", {})], steps=30, eval_every=30, batch_size=8)
+    assert cfg.train.critic_schedule == "wgan" and cfg.train.n_critic == 5
+    execute(cfg)
+    assert len(calls) == 25 * 100 + 5 * 5
+    assert tiny_config([("weight_clip", {"use_recipe": False})]).train.critic_schedule == "fixed"

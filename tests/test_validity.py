@@ -86,3 +86,20 @@ def test_every_model_method_changes_every_default_model_or_is_refused(dataset):
             pytest.skip(str(e))
         base = resolve(dataset, [("none", {})])
         assert models_text(cfg.model) != models_text(base.model), (dataset, name)
+
+
+def test_a_learning_rate_axis_gives_a_stability_map(mlflow_tracker, tmp_path):
+    suite = dataclasses.replace(PRESETS["micro"], lr_mults=(1.0, 10.0))
+    assert {c.train.lr_mult for c, _ in suite.entries()} == {1.0, 10.0}
+    counts = run_suite(suite, mlflow_tracker, "t-stab", "cpu", progress=False)
+    assert counts["finished"] + counts["diverged"] == 8
+    text = build_report(mlflow_tracker, "t-stab", tmp_path / "r.md").read_text()
+    assert "### Stability map" in text and "| x1 " in text.replace("|   x1", "| x1 ")
+    assert (tmp_path / "r" / "stability_ring8.png").is_file()
+    main_rows = [ln for ln in _table(text, "ring8").splitlines() if ln.startswith("| none")]
+    assert main_rows and main_rows[0].split("|")[2].strip() == "2"  # x1 runs only: 2 seeds
+    from bench.suite import suite_from_dict
+
+    assert suite_from_dict({"lr_mults": [1, 3]}, "t").lr_mults == (1.0, 3.0)
+    with pytest.raises(ConfigError, match="lr_mults"):
+        suite_from_dict({"lr_mults": ["x"]}, "t")

@@ -21,12 +21,23 @@ def save_grad_norms(path: Path, history: list[tuple[int, dict[str, float]]]) -> 
                 steps, vals = zip(*pts, strict=True)
                 ax.plot(steps, vals, style, label=kind.replace("norm_", ""))
         ax.set_yscale("log")
+        readable_log_ticks(ax.yaxis)
         ax.set_title(f"{role} gradient norm", fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def readable_log_ticks(axis) -> None:
+    """Log-axis labels as plain numbers (0.01, 1, 100) at decades only: no 10^-1.7 minor labels
+    crowding an axis that spans less than a decade."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(base=10, numticks=8))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def curves(path: Path, histories: dict[str, pd.DataFrame], order: list[str]) -> None:
@@ -44,7 +55,9 @@ def curves(path: Path, histories: dict[str, pd.DataFrame], order: list[str]) -> 
             ax.fill_between(med.index, lo.values, hi.values, color=cmap(i % 20), alpha=0.15)
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("generator step")
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # one legend, for the lines that were drawn
+        fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -59,6 +72,7 @@ def grad_norm_boxes(path: Path, histories: dict[str, pd.DataFrame], order: list[
         ax.boxplot(data, showfliers=False)
         ax.set_xticks(range(1, len(order) + 1), order, rotation=45, ha="right", fontsize=8)
         ax.set_yscale("log")
+        readable_log_ticks(ax.yaxis)
         ax.set_title(f"{role}: gradient norm before the method acted", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

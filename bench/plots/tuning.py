@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.plots import plt
+from bench.plots.training import readable_log_ticks
 
 
 def budget_plot(path: Path, curves: dict[str, np.ndarray]) -> None:
@@ -42,6 +43,8 @@ def sensitivity_plot(path: Path, trials: pd.DataFrame, studies: pd.DataFrame) ->
         x = [p.get(param, math.nan) for p in t.params]
         ax.plot(x, t.value, "o", ms=4)
         ax.set_xscale("log" if space.startswith("log") else "linear")
+        if space.startswith("log"):
+            readable_log_ticks(ax.xaxis)
         ax.set_title(f"{method}: {param}", fontsize=8)
     fig.supylabel("objective (tuning seeds)", fontsize=9)
     fig.tight_layout()
@@ -75,6 +78,8 @@ def study_plots(folder: Path, study, space, completed) -> None:
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker, ls="", label=state.lower())
         ax.set_xscale("log" if s.log else "linear")
+        if s.log:
+            readable_log_ticks(ax.xaxis)
         ax.set_xlabel(name)
         ax.set_ylabel("objective (pruned: last report)")
         ax.legend(fontsize=8)

@@ -15,6 +15,7 @@ from bench.methods import BASELINE
 from bench.metrics.base import Metric, read_declarations
 from bench.params import ROLES
 from bench.plots.samples import save_method_samples
+from bench.plots.stability import stability_map
 from bench.plots.training import curves, grad_norm_boxes
 from bench.report.context import CONTEXT
 from bench.report.frame import download_samples, metric_history, runs_frame
@@ -40,9 +41,10 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     sections, banners = [], []
     for dataset in sorted(df.dataset.unique()):
-        text, banner = _dataset_section(tracker, df[df.dataset == dataset], dataset, fig_dir,
-                                        experiment)  # fmt: skip
-        sections.append(text)
+        d = df[df.dataset == dataset]
+        main = d[d.lr_mult == 1.0] if (d.lr_mult == 1.0).any() else d
+        text, banner = _dataset_section(tracker, main, dataset, fig_dir, experiment)
+        sections.append(text + stability_section(d, dataset, fig_dir))
         banners += [banner] if banner else []
     parts = [_header(df, experiment, tracker.uri), *banners, _protocol_card(df), *sections]
     parts.append(CONTEXT)
@@ -66,14 +68,18 @@ def _safe_uri(uri: str) -> str:
 
 def _protocol_card(df: pd.DataFrame) -> str:
     p0 = df.params.iloc[0]
-    rows = [
-        ("datasets", ", ".join(_dataset_text(df, d) for d in sorted(df.dataset.unique()))),
-        ("generator steps", _values(df, "train.steps")),
-        ("batch size", _values(df, "train.batch_size")),
-        ("model", f"MLP, hidden {p0.get('model.hidden')}, depth G {p0.get('model.depth_g')} / "
-                  f"D {p0.get('model.depth_d')}, z dim {p0.get('model.z_dim')}"),
-        ("evaluation", f"{_values(df, 'train.eval_samples')} samples every "
-                       f"{_values(df, 'train.eval_every')} steps, fixed noise"),
+    rows = []
+    for dataset in sorted(df.dataset.unique()):
+        d = df[df.dataset == dataset]
+        rows += [
+            (f"{dataset}: data", _dataset_text(d)),
+            (f"{dataset}: model", _model_text(d)),
+            (f"{dataset}: training", f"{_values(d, 'train.steps')} generator steps, batch "
+                                     f"{_values(d, 'train.batch_size')}"),
+            (f"{dataset}: evaluation", f"{_values(d, 'train.eval_samples')} samples every "
+                                       f"{_values(d, 'train.eval_every')} steps, fixed noise"),
+        ]  # fmt: skip
+    rows += [
         ("seeds", ", ".join(str(s) for s in sorted(df.seed.unique()))),
         ("device", _values(df, "device") + f" ({p0.get('host.device_name', '?')})"),
         ("software", ", ".join(f"{k.removeprefix('version.')} {v}" for k, v in sorted(p0.items())
@@ -91,9 +97,23 @@ def _protocol_card(df: pd.DataFrame) -> str:
            f"Metrics, on the final samples:\n\n{defs}"  # fmt: skip
 
 
-def _dataset_text(df: pd.DataFrame, dataset: str) -> str:
-    p = df[df.dataset == dataset].params.iloc[0]
-    return f"{dataset} (K = {p.get('dataset.modes')}, sigma = {p.get('dataset.sigma')})"
+def _dataset_text(df: pd.DataFrame) -> str:
+    """What the runs recorded about their data (`dataset.*` params), as they recorded it."""
+    keys = sorted({k for p in df.params for k in p if k.startswith("dataset.")})
+    return ", ".join(f"{k.removeprefix('dataset.')} {_values(df, k)}" for k in keys) or "?"
+
+
+def _model_text(df: pd.DataFrame) -> str:
+    """The networks as recorded (params `model.*`): kind and sizes, D's capacity included."""
+    kind = _values(df, "model.kind")
+    common = (f"z dim {_values(df, 'model.z_dim')}, D width x{_values(df, 'model.d_capacity')} "
+              "of G's")  # fmt: skip
+    if kind == "mlp":
+        return (f"MLP: hidden {_values(df, 'model.hidden')}, depth G {_values(df, 'model.depth_g')}"
+                f" / D {_values(df, 'model.depth_d')}, {common}")  # fmt: skip
+    size = _values(df, "model.image_size")
+    return (f"{kind.upper()}: {size}x{size} px, {_values(df, 'model.channels')} channels, base "
+            f"width {_values(df, 'model.hidden')}, {common}")  # fmt: skip
 
 
 def _values(df: pd.DataFrame, key: str) -> str:
@@ -101,14 +121,25 @@ def _values(df: pd.DataFrame, key: str) -> str:
     return ", ".join(vals)
 
 
+OPTIMIZER_KEYS = {  # the settings each optimizer actually uses
+    "adam": ("lr_g", "lr_d", "beta1", "beta2"),
+    "rmsprop": ("lr_g", "lr_d"),
+    "sgd": ("lr_g", "lr_d", "beta1"),  # beta1: Nesterov momentum
+}
+
+
 def _recipes(df: pd.DataFrame) -> str:
-    keys = ["train.recipe", "train.loss", "train.optimizer", "train.lr_g", "train.lr_d",
-            "train.beta1", "train.beta2", "train.n_critic"]  # fmt: skip
     rows = {}
-    for label, params in zip(df.label, df.params, strict=True):
-        rows.setdefault(tuple(params.get(k, "?") for k in keys), set()).add(label)
+    for label, p in zip(df.label, df.params, strict=True):
+        opt = p.get("train.optimizer", "?")
+        keys = OPTIMIZER_KEYS.get(opt, ("lr_g", "lr_d"))
+        names = {"beta1": "momentum"} if opt == "sgd" else {}
+        settings = ", ".join(f"{names.get(k, k)} {p.get('train.' + k, '?')}" for k in keys)
+        key = (p.get("train.recipe", "?"), p.get("train.loss", "?"), opt, settings,
+               p.get("train.n_critic", "?"))  # fmt: skip
+        rows.setdefault(key, set()).add(label)
     table = [list(k) + [", ".join(sorted(v))] for k, v in rows.items()]
-    cols = [k.removeprefix("train.") for k in keys] + ["methods"]
+    cols = ["recipe", "loss", "optimizer", "its settings", "n_critic", "methods"]
     return pd.DataFrame(table, columns=cols).to_markdown(index=False)
 
 
@@ -161,6 +192,44 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
         f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
     )  # fmt: skip
     return text, (f"**{dataset}: not converged.** {gate}" if gate else None)
+
+
+def stability_section(df: pd.DataFrame, dataset: str, fig_dir: Path) -> str:
+    """The stability map, when the runs span several learning-rate multipliers: per method
+    and multiplier, success rate and the primary metric's median [IQR]; a figure of both."""
+    mults = sorted(df.lr_mult.unique())
+    if len(mults) < 2:
+        return ""
+    declared = dataset_metrics(df)
+    primary = next(m for m in declared if m.primary)
+    success = next((m.name for m in declared if m.success), None)
+    key = f"eval/{primary.name}"
+    values = df[key] if key in df else pd.Series(math.nan, index=df.index)
+    if not math.isnan(primary.worst):
+        values = values.fillna(primary.worst)  # a diverged run is the worst, never dropped
+    rows = {}
+    for (label, mult), g in df.assign(v=values).groupby(["label", "lr_mult"], sort=False):
+        ok = g.status != "diverged"
+        if success and f"eval/{success}" in g:
+            ok &= g[f"eval/{success}"].fillna(0) == 1
+        q1, med, q3 = g.v.quantile([0.25, 0.5, 0.75])
+        rows[(label, mult)] = {"success": float(ok.mean()), "median": med, "q1": q1, "q3": q3}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table.reindex([(lbl, m) for lbl in label_order(df.label) for m in mults
+                           if (lbl, m) in rows])  # fmt: skip
+    name = f"stability_{dataset}.png"
+    stability_map(fig_dir / name, table, primary.name, primary.direction)
+    cells = {f"x{m:g}": [f"{rows[(lbl, m)]['success']:.0%} / {rows[(lbl, m)]['median']:.3g}"
+                         if (lbl, m) in rows else "" for lbl in label_order(df.label)]
+             for m in mults}  # fmt: skip
+    text = pd.DataFrame({"method": label_order(df.label)} | cells).to_markdown(index=False)
+    return (
+        f"\n\n### Stability map\n\nEvery method at its tuned threshold, with both learning "
+        f"rates multiplied (x1 is the table above). Cells: success rate / median `{primary.name}`"
+        f" over seeds (diverged runs count as failures and as the worst value). A stabilizer "
+        f"that helps keeps its success rate at larger multipliers than `{BASELINE}`.\n\n{text}"
+        f"\n\n![{dataset}: stability map]({fig_dir.name}/{name})"
+    )
 
 
 def convergence_gate(df: pd.DataFrame, declared: list[Metric]) -> str | None:
@@ -255,13 +324,17 @@ def _figures(tracker, df, dataset, fig_dir: Path, shown: list[str]) -> list[tupl
     order = label_order(df.label)
     out = []
     histories = {m: metric_history(tracker, df, f"eval/{m}") for m in dict.fromkeys(shown)}
-    name = f"curves_{dataset}.png"
-    curves(fig_dir / name, histories, order)
-    out.append((f"{dataset}: evaluation metrics over training", name))
+    histories = {m: h for m, h in histories.items() if not h.empty}  # no empty panels
+    if histories:
+        name = f"curves_{dataset}.png"
+        curves(fig_dir / name, histories, order)
+        out.append((f"{dataset}: evaluation metrics over training", name))
     norms = {r: metric_history(tracker, df, f"grad/{r}/norm_pre") for r in sorted(ROLES)}
-    name = f"grad_norms_{dataset}.png"
-    grad_norm_boxes(fig_dir / name, norms, order)
-    out.append((f"{dataset}: gradient norm distributions", name))
+    norms = {r: h for r, h in norms.items() if not h.empty}
+    if norms:
+        name = f"grad_norms_{dataset}.png"
+        grad_norm_boxes(fig_dir / name, norms, order)
+        out.append((f"{dataset}: gradient norm distributions", name))
     samples = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label in order:

@@ -24,6 +24,7 @@ def runs_frame(tracker, experiment: str) -> pd.DataFrame:
         row["start_time"] = pd.Timestamp(r.start_time, unit="ms")
         row |= {k: v for k, v in r.metrics.items() if k.startswith(("eval/", "summary/"))}
         row["params"] = dict(r.params)
+        row["lr_mult"] = float(r.params.get("train.lr_mult", 1.0))  # the stability map's axis
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

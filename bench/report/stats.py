@@ -1,7 +1,7 @@
 """Statistics for reports: robust summaries, bootstrap intervals, tests against the baseline.
 
 GAN outcomes are often bimodal (collapsed or healthy), so summaries are median and IQR, means
-come with a percentile bootstrap CI, and each method is tested against `none` with the
+come with a BCa bootstrap CI, and each method is tested against `none` with the
 Mann-Whitney U test (two-sided), p-values Holm-corrected over the methods of one table, effect
 size Cliff's delta (P(method > none) - P(method < none)).
 """
@@ -9,6 +9,7 @@ size Cliff's delta (P(method > none) - P(method < none)).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -29,18 +30,25 @@ def median_iqr(values) -> tuple[float, float, float]:
 
 
 def bootstrap_ci(values, level: float = 0.95, resamples: int = 2000, seed: int = 0):
-    """(mean, low, high): percentile bootstrap CI of the mean of the finite values."""
+    """(mean, low, high): BCa bootstrap CI of the mean of the finite values (bias-corrected and
+    accelerated: closer to its nominal coverage than the percentile interval at 5-10 seeds);
+    the percentile interval where BCa is undefined (e.g. two distinct values)."""
     a = finite(values)
     if a.size == 0:
         return (math.nan,) * 3
     mean = float(a.mean())
     if a.size < 2 or np.all(a == a[0]):
         return mean, mean, mean
-    res = stats.bootstrap(
-        (a,), np.mean, confidence_level=level, n_resamples=resamples, method="percentile",
-        rng=np.random.default_rng(seed),
-    )  # fmt: skip
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():  # BCa's degenerate-jackknife warning: we fall back
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap(
+                (a,), np.mean, confidence_level=level, n_resamples=resamples, method=method,
+                rng=np.random.default_rng(seed),
+            ).confidence_interval  # fmt: skip
+        if np.isfinite(ci.low) and np.isfinite(ci.high):
+            break
+    return mean, float(ci.low), float(ci.high)
 
 
 def cliffs_delta(x, y) -> float:

@@ -122,7 +122,7 @@ def format_method_table(table: pd.DataFrame, metrics, primary, success: bool,
         cols[name] = cells
     ci = [f"{_fmt(r[f'{primary} mean'])} ({_fmt(r[f'{primary} ci low'])}, "
           f"{_fmt(r[f'{primary} ci high'])})" for _, r in table.iterrows()]  # fmt: skip
-    cols[f"{primary} mean (95% CI)"] = ci
+    cols[f"{primary} mean (95% BCa CI)"] = ci
     if ranked:
         cols["rank"] = [_fmt(v) for v in table["rank"]]
     for col in GRAD_COLUMNS:
