@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint perf perf-images bench report ui clean
+.PHONY: setup test lint perf perf-images calibrate bench report ui clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ perf: $(STAMP)
 
 perf-images: $(STAMP)
 	$(PY) benchmarks/images.py
+
+# Does the baseline converge under each candidate 2-D protocol? (10 seeds; reports/calibration.md)
+calibrate: $(STAMP)
+	$(PY) benchmarks/calibrate.py
 
 # The main job: the quick suite (resumable: run it again after an interruption), then its report.
 bench: $(STAMP)

@@ -373,6 +373,9 @@ def work(cfg: SweepConfig, storage_url: str, tracking_uri: str | None, experimen
 
 def _worker(*args) -> None:
     """A worker process: one line on stderr and an exit code instead of a traceback."""
+    from bench.workers import worker_init
+
+    worker_init()
     try:
         work(*args)
     except KeyboardInterrupt:

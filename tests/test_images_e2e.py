@@ -53,5 +53,5 @@ def test_micro_run_on_cifar10_files(mlflow_tracker, tmp_path):
     cfg = resolve("cifar10", [("agc", {})], TRAIN | {"eval_samples": 50},
                   {"hidden": 8, "z_dim": 8}, 0, "cpu", str(tmp_path))  # fmt: skip
     result = run_tracked(cfg, mlflow_tracker, "img-e2e")
-    assert result.status == "finished" and result.samples.shape == (64, 3, 32, 32)
+    assert result.status == "finished" and result.samples.shape == (50, 3, 32, 32)  # n < 64
     assert math.isfinite(result.metrics["eval/fd_cifar10_cnn"])

@@ -126,13 +126,22 @@ def test_suite_file_errors_name_the_bad_value(tmp_path):
         s.entries()
 
 
-def test_quick_suite_covers_every_method_on_both_mixtures():
+def test_presets_are_valid_protocols():
+    """10 reporting seeds, tuning at the reporting length with 8+ trials on 2+ tuning seeds that
+    are not reporting seeds; standard covers every method on both mixtures."""
     from bench.methods import method_registry
 
-    quick = PRESETS["quick"]
-    assert {m for m, _ in quick.methods} == set(method_registry.names())
-    assert quick.datasets == ("ring8", "grid25") and len(quick.seeds) == 3
-    assert len(PRESETS["full"].seeds) == 10
+    for name in ("quick", "standard", "full"):
+        suite = PRESETS[name]
+        assert len(suite.seeds) >= 10 and suite.sweep["trials"] >= 8
+        assert len(suite.sweep["tuning_seeds"]) >= 2 and "train" not in suite.sweep
+        assert not set(suite.sweep["tuning_seeds"]) & set(suite.seeds)
+        for c in suite.sweep_configs("cpu"):  # the sweep trains exactly as the report does
+            assert c.train == suite.settings(c.dataset)[0]
+    standard = PRESETS["standard"]
+    assert {m for m, _ in standard.methods} == set(method_registry.names())
+    assert standard.datasets == ("ring8", "grid25") and len(standard.lr_mults) >= 3
+    assert PRESETS["quick"].datasets == ("grid25",)
 
 
 def test_sweeping_suite_tunes_then_retrains_on_reporting_seeds_then_reports(

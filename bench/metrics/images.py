@@ -193,17 +193,36 @@ def _classifier(data):
 
 def evaluate_images(data, sampler, n: int) -> dict[str, float]:
     extractor, suffix, weights = data.features
-    acc = None
-    if extractor != INCEPTION:  # the classifier is the feature extractor
-        net, acc, name = _classifier(data)
+    net, acc, name = _classifier(data)  # features (without Inception) and class labels
+    if extractor != INCEPTION:
         register_cnn(name, net, per_channel=False)
     real = data.real_eval_images()
     cache = f"{data.name}-test-{extractor}-{len(real)}-{digest(real)}"
     out = fidelity_metrics(sampler, real, n, extractor, suffix, weights, cache)
-    if acc is not None:
+    if extractor != INCEPTION:
         out["classifier_accuracy"] = acc
-    _keep_first_batch(sampler)
+    batches = (to_uint8(x) for x in sampler.batches(n, batch=2000))
+    out |= class_histogram(net, batches, class_frequencies(data.train_y, data.n_classes))
     return out
+
+
+@torch.no_grad()
+def class_histogram(net: nn.Module, batches, reference: torch.Tensor) -> dict[str, float]:
+    """Classes the classifier finds among generated uint8 images, and KL(p_hat || reference)
+    of its labels (natural log): dropping classes, or piling onto a few, raises it."""
+    counts = torch.zeros(len(reference), dtype=torch.float64)
+    for x in batches:
+        labels = net(to_unit(x)).argmax(1).cpu()
+        counts += torch.bincount(labels, minlength=len(reference)).double()
+    p = counts / counts.sum()
+    seen = p > 0
+    kl = float((p[seen] * torch.log(p[seen] / reference[seen])).sum())
+    return {"classes": int(seen.sum()), "class_kl": kl}
+
+
+def class_frequencies(labels: torch.Tensor, k: int) -> torch.Tensor:
+    counts = torch.bincount(labels.long(), minlength=k).double()
+    return counts / counts.sum()
 
 
 @torch.no_grad()
@@ -230,11 +249,6 @@ def evaluate_stacked(data, sampler, n: int) -> dict[str, float]:
                             "_" + f"stacked_{name}".replace("-", "_"), None, cache)  # fmt: skip
     out["classifier_accuracy"] = acc
     return out
-
-
-def _keep_first_batch(sampler) -> None:
-    """torch-fidelity drew its own noise; keep a few samples of our fixed stream for plots."""
-    next(iter(sampler.batches(64, batch=64)))
 
 
 def settle_extractor(choice: str, weights: str | None) -> str:
@@ -276,10 +290,20 @@ def accuracy_declaration() -> Metric:
                   table=False)  # fmt: skip
 
 
+def class_declarations() -> list[Metric]:
+    return [
+        Metric("classes", "max", "classes the data's CNN classifier finds among the generated "
+               "images (of the data's classes)"),
+        Metric("class_kl", "min", "KL(p_hat || p_data) of the classifier's labels of generated "
+               "images against the training set's class frequencies (natural log): mode "
+               "dropping raises it, whatever the image quality"),
+    ]  # fmt: skip
+
+
 def image_declarations(data_name: str, extractor: str) -> tuple[Metric, ...]:
     inception = extractor == "inception"
     suffix = "" if inception else suffix_for(f"{data_name}-cnn")
-    out = fidelity_declarations(suffix, inception, evaluate_images)
+    out = [*fidelity_declarations(suffix, inception, evaluate_images), *class_declarations()]
     return tuple(out if inception else [*out, accuracy_declaration()])
 
 

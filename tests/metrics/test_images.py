@@ -158,3 +158,13 @@ def test_planted_pickles_in_weights_or_cache_are_refused_never_run(tmp_path, dig
     with pytest.raises(ConfigError, match="refusing to load"):
         images.fidelity_metrics(sampler, digits.test_x[:50], 20, "recorder", "", None, "planted")
     assert not marker.exists()
+
+
+def test_class_histogram_of_real_images_and_of_a_collapsed_generator(digits):
+    net, _, _ = load_or_train(digits)
+    ref = images.class_frequencies(digits.train_y, 10)
+    real = images.class_histogram(net, [digits.test_x], ref)
+    assert real["classes"] == 10 and real["class_kl"] < 0.05
+    one = images.class_histogram(net, [digits.test_x[:1].expand(300, -1, -1, -1)], ref)
+    label = int(net(images.to_unit(digits.test_x[:1])).argmax())
+    assert one["classes"] == 1 and one["class_kl"] == pytest.approx(-math.log(float(ref[label])))
