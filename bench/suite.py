@@ -339,6 +339,7 @@ def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: boo
     )  # fmt: skip
     t0 = time.perf_counter()
     if jobs > 1 and len(todo) > 1 and device == "cpu":
+        tracker.experiment_id(experiment)  # created here, not raced by the workers
         statuses = _parallel(todo, tracker.uri, experiment, suite.name, jobs)
     else:
         statuses = (_one(cfg, tracker, experiment, suite.name, lbl, progress) for cfg, lbl in todo)

@@ -101,6 +101,9 @@ class NullTracker:
     def reconcile(self, experiment: str) -> list[str]:
         return []
 
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        return None
+
     def parent_run(self, experiment: str, name: str, tags: dict[str, Any]) -> NullRun:
         return NullRun()
 
@@ -186,9 +189,10 @@ class MlflowRun:
         dataset = Dataset(name=name, digest=digest, source_type="code", source=name,
                           profile=text)  # fmt: skip
         tags = [InputTag("mlflow.data.context", "training")]
+        inputs = [DatasetInput(dataset, tags)]
         self._send(
             {"op": "dataset", "name": name, "data": description},
-            lambda: self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)]),
+            lambda: _once_more_on_race(lambda: self.client.log_inputs(self.run_id, inputs)),
         )
 
     def terminate(self, status: str) -> None:
@@ -372,6 +376,17 @@ class MlflowTracker:
             self.offline = True  # later runs of this process go straight to disk
             print(f"tracking: {name} kept in {journal.folder}; send it with `python -m bench "
                   f"upload --tracking-uri {safe_url(self.uri)}`", file=sys.stderr)  # fmt: skip
+
+
+def _once_more_on_race(call) -> None:
+    """MLflow creates a data set record on first use without a lock: two workers logging the
+    same data set at once collide on its unique key; the second attempt finds the record."""
+    try:
+        call()
+    except Exception as e:
+        if "UNIQUE constraint" not in str(e) and "IntegrityError" not in str(e):
+            raise
+        call()
 
 
 def _record(r: Any) -> RunRecord:

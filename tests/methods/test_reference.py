@@ -206,7 +206,7 @@ def test_weight_clip_keeps_weights_inside_c_after_every_step():
         execute(tiny_config([("weight_clip", {"clip_value": str(c)})], steps=4))
     finally:
         trainer_mod.Trainer._update = orig
-    assert len(seen) == 4 * 5 and max(seen) <= c
+    assert len(seen) == 4 * 100 and max(seen) <= c  # WGAN's schedule: 100 critic steps early
 
 
 def _layers(model, kind):
