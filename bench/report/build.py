@@ -166,7 +166,8 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
     table = method_table(df, metrics, primary, success, worst)
     sig = significance_table(df, metrics)
     gate = convergence_gate(df, declared)
-    figs = _figures(tracker, df, dataset, fig_dir, [primary, metrics[0][0]])
+    second = next((name for name, _ in metrics if name != primary), primary)
+    figs = _figures(tracker, df, dataset, fig_dir, [primary, second])
     tuning = tuning_section(tracker, experiment, dataset, primary_metric.direction, fig_dir)
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
