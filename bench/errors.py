@@ -14,12 +14,7 @@ class NoOpMethod(ConfigError):
 
 def safe_url(url: str) -> str:
     """`url` without its password, for every message, log line and report."""
-    head, sep, tail = url.rpartition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, cred = head.partition("://")
-    user, colon, _ = cred.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{tail}"
+    return mask_secrets(url)
 
 
 _CREDENTIALS = re.compile(r"(\w[\w+.-]*://[^:/@\s]+:)[^\s'\"]*@")

@@ -2,17 +2,11 @@
 stdout, and nothing created (no store, no report, no artifact) in the working folder."""
 
 import gzip
-import socket
 
 import pytest
 
 from bench.__main__ import main
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +163,7 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    port = _free_port()
+    port = free_port()
     args = [a.format(d=inputs, port=port) for a in args]
     try:
         code = main(args)

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from bench.__main__ import main
+from tests.servers import free_port
 
 TINY = ["--steps", "6", "--batch-size", "16", "--hidden", "8", "--eval-every", "3",
         "--log-every", "3", "--eval-samples", "100", "--no-progress", "--device", "cpu",
@@ -135,14 +136,6 @@ def test_run_is_tracked_in_the_given_store(mlflow_tracker, capsys):
     assert len(mlflow_tracker.runs("cli-run")) == 1
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_store_or_unwritable_report_exit_2_before_training(
     tmp_path, monkeypatch, capsys
 ):
@@ -150,7 +143,7 @@ def test_unreachable_store_or_unwritable_report_exit_2_before_training(
     blocker = tmp_path / "file"
     blocker.write_text("")
     cases = [
-        (["suite", "--suite", "micro", "--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
+        (["suite", "--suite", "micro", "--tracking-uri", f"http://127.0.0.1:{free_port()}"],
          "unreachable"),
         (["suite", "--suite", "micro", "--report", f"{blocker}/r.md"], "not writable"),
         (["suite", "--suite", "nope"], "unknown suite 'nope'"),

@@ -3,50 +3,22 @@ record on local disk, and `python -m bench upload` sends it once the server is b
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from bench.tracking import MlflowTracker
+from tests.servers import free_port, start_mlflow_server, stop
 
 ROOT = Path(__file__).parents[1]
 ENV = os.environ | {"PYTHONPATH": str(ROOT)}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _server(folder: Path, port: int) -> subprocess.Popen:
-    mlflow = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder}/server.db",
-         "--artifacts-destination", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("mlflow server did not start")
-
-
 def test_a_run_outlives_its_tracking_server_and_is_uploaded_later(tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = _server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port)
     work = tmp_path / "work"
     work.mkdir()
     cmd = [sys.executable, "-m", "bench", "run", "--dataset", "ring8", "--tracking-uri", url,
@@ -62,8 +34,7 @@ def test_a_run_outlives_its_tracking_server_and_is_uploaded_later(tmp_path):
             time.sleep(0.2)
         assert tracker.runs("gone"), "the run never reached the server"
     finally:
-        os.killpg(server.pid, signal.SIGKILL)  # the server dies mid-run
-        server.wait()
+        stop(server)  # the server dies mid-run
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-3000:]
     lines = out.strip().splitlines()
@@ -72,7 +43,7 @@ def test_a_run_outlives_its_tracking_server_and_is_uploaded_later(tmp_path):
     kept = list((work / "runs" / "offline").iterdir())
     assert len(kept) == 1 and (kept[0] / "artifacts" / "samples.npy").is_file()
 
-    server = _server(tmp_path, port)  # back, with the same store
+    server = start_mlflow_server(tmp_path, port)  # back, with the same store
     try:
         up = subprocess.run([sys.executable, "-m", "bench", "upload"], cwd=work, env=ENV,
                             capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -88,5 +59,4 @@ def test_a_run_outlives_its_tracking_server_and_is_uploaded_later(tmp_path):
         assert "samples.npy" in files
         assert not list((work / "runs" / "offline").iterdir())
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        stop(server)

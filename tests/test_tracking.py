@@ -1,5 +1,4 @@
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -8,6 +7,7 @@ from bench.errors import ConfigError
 from bench.record import config_hash, run_tracked
 from bench.tracking import MlflowTracker, NullTracker, check_reachable
 from tests.conftest import tiny_config
+from tests.servers import free_port
 
 METHOD_KEYS = ("method/", "layer/")  # method- and architecture-specific namespaces
 
@@ -69,15 +69,9 @@ def test_null_tracker_records_nothing():
     assert result.status == "finished" and tracker.done_keys("x") == set()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_or_unusable_tracking_uris_fail_fast(tmp_path):
     with pytest.raises(ConfigError, match="unreachable"):
-        check_reachable(f"http://127.0.0.1:{_free_port()}")
+        check_reachable(f"http://127.0.0.1:{free_port()}")
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="not writable"):
