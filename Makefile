@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint perf perf-images calibrate bench report ui clean
+.PHONY: setup test lint perf perf-images calibrate calibrate-images bench report ui clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ perf-images: $(STAMP)
 # Does the baseline converge under each candidate 2-D protocol? (10 seeds; reports/calibration.md)
 calibrate: $(STAMP)
 	$(PY) benchmarks/calibrate.py
+
+# When has the baseline's KID stopped falling on Fashion-MNIST? (reports/calibration-fashion-mnist.md)
+calibrate-images: $(STAMP)
+	$(PY) benchmarks/calibrate_images.py
 
 # The main job: the quick suite (resumable: run it again after an interruption), then its report.
 bench: $(STAMP)

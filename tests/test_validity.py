@@ -4,14 +4,17 @@ methods that would change nothing refused."""
 
 import dataclasses
 
+import pandas as pd
 import pytest
 
 from bench.__main__ import main
 from bench.datasets import dataset_registry
 from bench.errors import ConfigError, NoOpMethod
 from bench.methods import method_registry
+from bench.metrics.base import Metric
 from bench.record import run_tracked
 from bench.report import build_report
+from bench.report.build import convergence_gate
 from bench.run import acts_only_on_models, models_text, resolve
 from bench.suite import PRESETS, run_suite
 from tests.test_seams import FakeTracker
@@ -54,6 +57,21 @@ def test_each_data_set_gets_only_its_own_metric_columns(mlflow_tracker, tmp_path
     ring, digits = _table(text, "ring8"), _table(text, "digits")
     assert "mode_tv" in ring and "fd_digits_cnn" not in ring
     assert "fd_digits_cnn" in digits and "mode_tv" not in digits and "n/a (n=0)" not in text
+    for row in ("*data*", "*uniform noise*", "*one mode*"):  # image reference rows too
+        assert row in digits
+    assert "360 held-out images" in text.split("## digits")[1]  # the data's stated limits
+
+
+def test_image_gate_puts_the_baseline_between_the_data_and_noise_rows():
+    declared = [Metric("kid_x", "min", "", primary=True), Metric("classes", "max", "")]
+    refs = {"data": {"kid_x": 0.0}, "uniform noise": {"kid_x": 50.0}}
+    df = pd.DataFrame({"method": ["none"] * 3 + ["zclip"] * 3,
+                       "eval/kid_x": [30.0, 40.0, 1.0, 1.0, 2.0, 3.0]})  # fmt: skip
+    banner = convergence_gate(df, declared, refs)
+    assert "`kid_x` is 30" in banner and "`uniform noise` row (50)" in banner
+    df["eval/kid_x"] = [20.0, 2.0, 1.0, 60.0, 60.0, 60.0]  # median 2: nearer the data
+    assert convergence_gate(df, declared, refs) is None
+    assert convergence_gate(df.assign(**{"eval/kid_x": 30.0}), declared, {}) is None  # no rows
 
 
 def test_layer_norm_on_a_critic_without_a_layer_to_normalise_is_refused(capsys):

@@ -28,6 +28,8 @@ class Dataset:
     description: ClassVar[str] = ""
     data_dim: int
     keep_samples: ClassVar[int] = 5_000  # generated samples a run keeps for plots and artifacts
+    reference_draws: ClassVar[int] = 5  # draws of each reference set; a report shows the median
+    caveat: ClassVar[str] = ""  # what this data's numbers cannot show (printed in its section)
 
     def __init__(self, device: str | torch.device = "cpu", data_root: str | None = None,
                  **eval_options: Any):  # fmt: skip
@@ -78,6 +80,16 @@ class Dataset:
     def describe(self) -> dict[str, Any]:
         """Parameters for the protocol card."""
         return {}
+
+    def references(self, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+        """{label: n reference samples} scored beside every table by the same metric code:
+        `data` (the finite-sample ceiling), `uniform noise`, and collapse; {} when none."""
+        return {}
+
+    def replay(self, samples: torch.Tensor) -> Any:
+        """What `evaluate` takes as the sampler, serving the fixed `samples` as if a generator
+        drew them (how reference rows go through the metric code a run uses)."""
+        return lambda n: samples[:n].float()
 
 
 def create_dataset(name: str, **kwargs: Any) -> Dataset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -165,15 +166,18 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
     worst = {m.name: m.worst for m in declared if not math.isnan(m.worst)}
     table = method_table(df, metrics, primary, success, worst)
     sig = significance_table(df, metrics)
-    gate = convergence_gate(df, declared)
+    refs = reference_rows(df, dataset, declared)
+    gate = convergence_gate(df, declared, refs)
     second = next((name for name, _ in metrics if name != primary), primary)
     figs = _figures(tracker, df, dataset, fig_dir, [primary, second])
     tuning = tuning_section(tracker, experiment, dataset, primary_metric.direction, fig_dir)
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
-    refs = reference_rows(df, dataset, declared)
+    caveat = getattr(dataset_registry.get(dataset), "caveat", "") if (
+        dataset in dataset_registry.names()) else ""  # fmt: skip
     text = (
         f"## {dataset}\n\n" + (f"> **Not converged.** {gate}\n\n" if gate else "")
+        + (f"> {caveat}\n\n" if caveat else "")
         + _extractor_note(df, logged)
         + format_method_table(table, metrics, primary, success is not None, refs, not gate)
         + "\n\nCells: median [25th, 75th percentile] over seeds; **bold**: best in the column "
@@ -233,44 +237,65 @@ def stability_section(df: pd.DataFrame, dataset: str, fig_dir: Path) -> str:
     )
 
 
-def convergence_gate(df: pd.DataFrame, declared: list[Metric]) -> str | None:
-    """Why the baseline misses the protocol's convergence gate, or None when it meets it (or
-    the data declare no gate)."""
+def convergence_gate(df: pd.DataFrame, declared: list[Metric], refs: dict | None = None):
+    """Why the baseline misses the protocol's convergence gate, or None when it meets it. The
+    gate is a metric's declared threshold (the mixtures' hq_fraction) or, for data without
+    one, the reference rows: the baseline's median primary metric must lie closer to the
+    `data` row than to the `uniform noise` row (images). None when neither applies."""
     gated = next((m for m in declared if m.gate is not None), None)
-    if gated is None:
+    refs = refs or {}
+    if gated is None and not {"data", "uniform noise"} <= set(refs):
         return None
     base = df[df.method == BASELINE]
     if base.empty:
         return (f"There is no `{BASELINE}` run, so whether this protocol converges is unknown; "
                 "the methods are not ranked.")  # fmt: skip
-    median = float(base.get(f"eval/{gated.name}", pd.Series(dtype=float)).median())
-    if gated.passes(median):
+    metric = gated or next(m for m in declared if m.primary)
+    values = base.get(f"eval/{metric.name}", pd.Series(math.nan, index=base.index))
+    median = float(values.fillna(metric.worst).median())  # a NaN run counts as the worst
+    advice = ("The methods are not ranked; train longer (or with a calibrated protocol) before "
+              "drawing conclusions.")  # fmt: skip
+    if gated is not None:
+        if gated.passes(median):
+            return None
+        return (
+            f"The baseline's median `{gated.name}` is {median:.3g}, short of this protocol's "
+            f"gate {gated.gate:g}: the baseline is still in its early, diffuse phase, so "
+            f"differences between methods say little about stability. {advice}"
+        )
+    real, noise = refs["data"].get(metric.name), refs["uniform noise"].get(metric.name)
+    if real is None or noise is None or abs(median - real) < abs(median - noise):
         return None
     return (
-        f"The baseline's median `{gated.name}` is {median:.3g}, short of this protocol's gate "
-        f"{gated.gate:g}: the baseline is still in its early, diffuse phase, so differences "
-        "between methods say little about stability. The methods are not ranked; train longer "
-        "(or with a calibrated protocol) before drawing conclusions."
+        f"The baseline's median `{metric.name}` is {median:.3g}, no closer to the `data` row "
+        f"({real:.3g}) than to the `uniform noise` row ({noise:.3g}): its samples are still "
+        f"nearer noise than data, so differences between methods say little. {advice}"
     )
 
 
 def reference_rows(df: pd.DataFrame, dataset: str, declared: list[Metric]):
-    """{label: {metric: median over 5 draws}} for the data set's reference sample sets, at the
-    runs' evaluation size, scored by the data's own metric code; {} when it has none."""
+    """{label: {metric: median over the data's reference draws}} for its reference sample sets
+    (data, noise, collapse), at the runs' evaluation size and evaluation options, scored by the
+    metric code the runs used; {} when it has none or its data cannot be loaded here."""
     from bench.metrics.base import evaluate
 
     if dataset not in dataset_registry.names():
         return {}
-    cls = dataset_registry.get(dataset)
-    if not hasattr(cls, "references"):
+    cls, p = dataset_registry.get(dataset), df.params.iloc[0]
+    n = int(float(p.get("train.eval_samples", 2500)))
+    try:
+        data = cls(device="cpu", data_root=p.get("data_root") or None,
+                   extractor=p.get("train.extractor", "auto"),
+                   inception_weights=p.get("train.inception_weights") or None,
+                   image_size=int(float(p.get("model.image_size", 0) or 0)))  # fmt: skip
+    except ConfigError as e:  # e.g. the image files are not on this machine
+        print(f"report: no reference rows for {dataset} ({e})", file=sys.stderr)
         return {}
-    n = int(float(df.params.iloc[0].get("train.eval_samples", 2500)))
-    data, metrics = cls(device="cpu"), cls.declare_metrics()
     names = {m.name for m in declared}
     draws: dict[str, list[dict[str, float]]] = {}
-    for seed in range(5):
-        for label, x in cls.references(n, seed).items():
-            out = evaluate(data, metrics, lambda k, x=x: x.float(), n)
+    for seed in range(cls.reference_draws):
+        for label, x in data.references(n, seed).items():
+            out = evaluate(data, data.metrics, data.replay(x), n)
             draws.setdefault(label, []).append({k: v for k, v in out.items() if k in names})
     return {label: pd.DataFrame(rows).median().to_dict() for label, rows in draws.items()}
 

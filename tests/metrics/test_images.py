@@ -13,6 +13,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 import bench.metrics.images as images
 from bench.datasets import create_dataset
+from bench.metrics.base import evaluate, primary
 from bench.metrics.classifier import accuracy, load_or_train
 from bench.tensors import to_uint8
 from bench.trainer import Sampler
@@ -168,3 +169,27 @@ def test_class_histogram_of_real_images_and_of_a_collapsed_generator(digits):
     one = images.class_histogram(net, [digits.test_x[:1].expand(300, -1, -1, -1)], ref)
     label = int(net(images.to_unit(digits.test_x[:1])).argmax())
     assert one["classes"] == 1 and one["class_kl"] == pytest.approx(-math.log(float(ref[label])))
+
+
+def test_replayed_images_reach_the_metrics_unchanged(digits):
+    """Reference rows go through the metric code as a generator that replays fixed images."""
+    x = digits.test_x[:7]
+    sampler = digits.replay(x)
+    assert torch.equal(to_uint8(sampler.module(torch.zeros(5, 1))), x[:5])
+    assert torch.equal(to_uint8(sampler.module(torch.zeros(4, 1))), x[[5, 6, 0, 1]])
+    assert torch.equal(to_uint8(sampler(7)), x)
+
+
+@pytest.mark.parametrize("name", ["digits", "stacked-digits"])
+def test_image_reference_rows_order_data_before_noise_before_collapse(name):
+    data = create_dataset(name)
+    n = 1000
+    rows = {label: evaluate(data, data.metrics, data.replay(x), n)
+            for label, x in data.references(n, seed=0).items()}  # fmt: skip
+    key = primary(data.metrics).name
+    assert rows["data"][key] < rows["uniform noise"][key] < rows["one mode"][key]
+    fd = next(k for k in rows["data"] if k.startswith("fd"))
+    assert rows["data"][fd] < rows["uniform noise"][fd]
+    count = "modes" if "modes" in rows["data"] else "classes"
+    assert rows["one mode"][count] == 1 < rows["uniform noise"][count]
+    assert rows["uniform noise"][count] < rows["data"][count] or count == "classes"
