@@ -255,6 +255,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.config import ModelSpec, TrainConfig
     from bench.run import execute, resolve
+    from bench.workers import thread_params
 
     train, model = config_values(args, TrainConfig), config_values(args, ModelSpec)
     if args.lr is not None:
@@ -274,6 +275,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": result.steps,
         "diverged_step": result.diverged_step,
         "wall_time_s": round(result.wall_time_s, 3),
+        "threads": thread_params()["host.threads"],
         "metrics": {k.removeprefix("eval/"): v for k, v in result.metrics.items()},
         "config": cfg.to_dict(),
     }

@@ -24,6 +24,7 @@ from bench.plots.training import save_grad_norms
 from bench.run import execute
 from bench.tracking import artifact_folder, write_json
 from bench.trainer import RunResult
+from bench.workers import thread_params
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -122,7 +123,7 @@ def run_tracked(
     with tracker.start_run(experiment, name, tags, run_params(cfg)) as run:
 
         def on_data(data) -> None:
-            run.log_params(data_params(data))
+            run.log_params(data_params(data) | thread_params())
             run.log_dataset(cfg.dataset, data.describe())
 
         result = execute(cfg, on_log=run.log_metrics, progress=progress, on_data=on_data)

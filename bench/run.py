@@ -135,6 +135,9 @@ def instantiate(cfg: RunConfig) -> list[Method]:
 def execute(cfg: RunConfig, on_log=None, progress: bool = False, on_data=None) -> RunResult:
     """Build data, methods and models from `cfg`, train, evaluate. `on_data(dataset)` is called
     once the data are loaded (the tracker records their description)."""
+    from bench.workers import set_run_threads
+
+    set_run_threads(cfg.model.kind, cfg.device)
     torch.manual_seed(cfg.seed)  # initialisation; data and noise have their own generators
     dataset = load_data(cfg)
     if on_data is not None:

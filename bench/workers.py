@@ -4,6 +4,10 @@ parent."""
 from __future__ import annotations
 
 import contextlib
+import os
+
+_IN_WORKER = False  # set in worker processes: they hold one thread whatever the model
+_CHOICE: tuple[int, str] = (0, "")  # the last run's thread count and why (recorded with it)
 
 
 def worker_init() -> None:
@@ -14,7 +18,43 @@ def worker_init() -> None:
 
     import torch
 
+    global _IN_WORKER
+    _IN_WORKER = True
     torch.set_num_threads(1)
     with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+
+
+def choose_threads(kind: str, device: str) -> tuple[int, str]:
+    """torch's intra-op thread count for one run in this process, and why. Tiny models want
+    one thread (a second one on a busy 2-core machine ran 16x slower); convolutions get the
+    cores, up to 4; a GPU run leaves torch's default to the host side. The load is not looked
+    at: the same run on the same machine takes the same count (CPU kernels may sum in a
+    different order with another thread count, so results could differ in the last bits)."""
+    import torch
+
+    if _IN_WORKER:
+        return 1, "worker process: one thread each, one worker per core"
+    if not device.startswith("cpu"):
+        return torch.get_num_threads(), "GPU run: torch's default for the host side"
+    if kind == "mlp":
+        return 1, "MLP on the CPU: its matrices are too small to share between threads"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = max(1, min(4, cores or 1))
+    return n, f"conv model on the CPU: {n} threads ({cores} cores, at most 4)"
+
+
+def set_run_threads(kind: str, device: str) -> tuple[int, str]:
+    """Apply `choose_threads` to this process and remember it for the run's record."""
+    import torch
+
+    global _CHOICE
+    _CHOICE = choose_threads(kind, device)
+    torch.set_num_threads(_CHOICE[0])
+    return _CHOICE
+
+
+def thread_params() -> dict[str, str]:
+    """The last run's thread choice (in this process) as MLflow params."""
+    return {"host.threads": _CHOICE[0], "host.threads_reason": _CHOICE[1]}

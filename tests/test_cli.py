@@ -37,6 +37,7 @@ def test_run_prints_one_json_line_with_status_metrics_and_config(capsys):
         "norm_clip": {"targets": ["generator", "discriminator"], "max_norm": 0.5, "scope": "global"}
     }
     assert out["config"]["seed"] == 1 and out["config"]["train"]["steps"] == 6
+    assert out["threads"] == 1  # a 2-D MLP run takes one thread, and says so
 
 
 def test_run_accepts_several_methods_targets_and_training_options(capsys):
@@ -163,3 +164,19 @@ def test_report_of_an_unknown_experiment_exits_2(mlflow_tracker, tmp_path, capsy
     code = main(["report", "--experiment", "never-ran", "--out", str(out),
                  "--tracking-uri", mlflow_tracker.uri])  # fmt: skip
     assert code == 2 and "no finished runs" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_single_run_chooses_its_thread_count_and_records_why(monkeypatch):
+    import os
+
+    import bench.workers as workers
+
+    assert workers.choose_threads("mlp", "cpu")[0] == 1
+    n, why = workers.choose_threads("dcgan", "cpu")
+    assert n == max(1, min(4, len(os.sched_getaffinity(0)))) and "conv" in why
+    monkeypatch.setattr(workers, "_IN_WORKER", True)
+    assert workers.choose_threads("dcgan", "cpu") == (1, workers.choose_threads("x", "cpu")[1])
+    monkeypatch.setattr(workers, "_IN_WORKER", False)
+    workers.set_run_threads("mlp", "cpu")
+    params = workers.thread_params()
+    assert params["host.threads"] == 1 and "MLP" in params["host.threads_reason"]

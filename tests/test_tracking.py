@@ -34,6 +34,7 @@ def test_run_is_recorded_with_tags_params_metrics_and_artifacts(mlflow_tracker, 
     assert tags["config_hash"] == config_hash(cfg)
     assert params["method.norm_clip.max_norm"] == "0.5" and params["train.steps"] == "12"
     assert "version.torch" in params and "git_commit" in params and params["dataset.modes"] == "8"
+    assert params["host.threads"] == "1" and "MLP" in params["host.threads_reason"]
     assert metrics["eval/modes"] == result.metrics["eval/modes"]
     assert {"summary/clip_rate/discriminator", "grad/generator/norm_pre"} <= set(metrics)
     history = mlflow_tracker.client.get_metric_history(run.run_id, "loss/discriminator")
