@@ -12,7 +12,7 @@ import torch
 
 from bench.errors import ConfigError
 from bench.methods import BASELINE, Method, MethodConfig, method_registry
-from bench.methods.base import FAMILIES, search_space
+from bench.methods.base import FAMILIES, UpdateContext, search_space
 from bench.params import from_texts, to_text
 from bench.run import execute, resolve
 
@@ -87,26 +87,29 @@ def check_reproducible(cls: type[Method]) -> None:
 
 
 def check_state_reload(cls: type[Method]) -> None:
-    """state_dict() reloaded into a fresh instance acts exactly like the original."""
+    """A role's state, saved by state_dict and rebuilt by load_state_dict in a fresh
+    instance, acts exactly like the original."""
     method = cls()
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     gen = torch.Generator().manual_seed(0)
     role = method.config.targets[0]
+    contexts = {r: UpdateContext.of(r, model) for r in method.config.targets}
     for step in range(30):
         model.zero_grad()
         (model(torch.randn(8, 3, generator=gen)) * (1 + step % 7)).pow(2).mean().backward()
-        for r in method.config.targets:
-            method.after_backward(r, model)
+        for ctx in contexts.values():
+            method.after_backward(ctx)
     fresh = cls(method.config)
-    fresh.load_state_dict(method.state_dict())
+    state = fresh.load_state_dict(method.state_dict(contexts[role].state))
+    reloaded = UpdateContext.of(role, model, state=state)
     model.zero_grad()
     model(torch.randn(8, 3, generator=gen)).pow(2).mean().backward()
     grads = [p.grad.clone() for p in model.parameters()]
-    out_a = method.after_backward(role, model)
+    out_a = method.after_backward(contexts[role])
     after_a = [p.grad.clone() for p in model.parameters()]
     for p, g in zip(model.parameters(), grads, strict=True):
         p.grad.copy_(g)
-    out_b = fresh.after_backward(role, model)
+    out_b = fresh.after_backward(reloaded)
     for p, g in zip(model.parameters(), after_a, strict=True):
         assert torch.allclose(p.grad, g), "the reloaded instance clips differently"
     assert out_a.keys() == out_b.keys(), "the reloaded instance reports other statistics"

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bench.config import TrainConfig
 from bench.datasets.base import Dataset
 from bench.losses import LOSSES
-from bench.methods.base import LossContext, Method
+from bench.methods.base import LossContext, Method, UpdateContext
 from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
 from bench.stats import DeviceStats
@@ -75,6 +75,7 @@ class _Role:
     scaler: torch.amp.GradScaler
     methods: list[Method]
     params: list[torch.Tensor]
+    contexts: list[UpdateContext]  # one per method, kept across updates (it holds the state)
     touches_grads: bool = False  # some method overrides after_backward
 
 
@@ -110,8 +111,6 @@ class Trainer:
         self.on_log = on_log
         self.G, self.D = generator.to(self.device), discriminator.to(self.device)
         self.norms = GradNorms()  # one measurement per gradient state, shared with methods
-        for m in methods:
-            m.collect_stats, m.norms = train.stats, self.norms
         self.roles = {
             "generator": self._role("generator", self.G, methods),
             "discriminator": self._role("discriminator", self.D, methods),
@@ -128,12 +127,16 @@ class Trainer:
         """Optimizer, scaler and the methods that target `role` (the trainer does the filtering)."""
         mine = [m for m in methods if role in m.config.targets]
         lr = self.train.lr_mult * (self.train.lr_g if role == "generator" else self.train.lr_d)
+        params = [p for p in model.parameters() if p.requires_grad]
         return _Role(
             model=model,
             opt=make_optimizer(model.parameters(), self.train, lr),
             scaler=torch.amp.GradScaler(self.device.type, enabled=self.train.amp),
             methods=mine,
-            params=[p for p in model.parameters() if p.requires_grad],
+            params=params,
+            contexts=[
+                UpdateContext(role, model, params, self.norms, self.train.stats) for _ in mine
+            ],  # fmt: skip
             touches_grads=any(type(m).after_backward is not Method.after_backward for m in mine),
         )
 
@@ -155,7 +158,7 @@ class Trainer:
         """One optimizer update: loss hooks, backward, unscale, after_backward, step, after_step."""
         r = self.roles[role]
         for m in r.methods:
-            terms = m.loss(role, terms, ctx)
+            terms = m.loss(terms, ctx)
         loss = sum(terms.values())
         r.opt.zero_grad(set_to_none=True)
         r.scaler.scale(loss).backward()
@@ -169,8 +172,9 @@ class Trainer:
             pre = self.norms.norm(grads)
             if self._layer_stats_due:
                 self._record(f"layer/{role}", layer_grad_stats(r.model))
-        for m in r.methods:
-            self._record(f"method/{m.name}/{role}", m.after_backward(role, r.model))
+        for m, c in zip(r.methods, r.contexts, strict=True):
+            c.step = self.step
+            self._record(f"method/{m.name}/{role}", m.after_backward(c))
         if self.train.stats:
             # Norm clippers hand their result to `norms`; other hooks cost a measurement.
             post = self.norms.norm(grads) if r.touches_grads else pre
@@ -178,8 +182,8 @@ class Trainer:
             self.stats.add(f"grad/{role}/norm_post", post, self.step)
         r.scaler.step(r.opt)
         r.scaler.update()
-        for m in r.methods:
-            self._record(f"method/{m.name}/{role}", m.after_step(role, r.model))
+        for m, c in zip(r.methods, r.contexts, strict=True):
+            self._record(f"method/{m.name}/{role}", m.after_step(c))
 
     def _d_step(self) -> torch.Tensor:
         real = self.dataset.sample(self.train.batch_size, self.data_rng)
@@ -188,7 +192,7 @@ class Trainer:
                 fake = self.G(self._noise(self.train.batch_size))
             d_real, d_fake = self.D(real), self.D(fake)
             terms = {"adv": self.loss.discriminator(d_real, d_fake)}
-            ctx = LossContext(real, fake, self.D, self.method_rng)
+            ctx = LossContext(real, fake, self.D, self.method_rng, "discriminator")
             self._update("discriminator", terms, ctx)
         if self.train.stats:  # whole batches: averaged at the flush, not per step
             self.stats.add("d/real", d_real, self.step)
@@ -199,7 +203,8 @@ class Trainer:
         with self._autocast():
             fake = self.G(self._noise(self.train.batch_size))
             terms = {"adv": self.loss.generator(self.D(fake))}
-            self._update("generator", terms, LossContext(real, fake, self.D, self.method_rng))
+            ctx = LossContext(real, fake, self.D, self.method_rng, "generator")
+            self._update("generator", terms, ctx)
 
     def evaluate(self) -> dict[str, float]:
         sampler = Sampler(self.G, self.z_dim, self.device, self.seed * 1000 + 2)

@@ -24,18 +24,18 @@ class Spy(Method):
         self.log = log
         self.seen_norms = []
 
-    def loss(self, role, terms, ctx):
-        self.log.append(("loss", role))
+    def loss(self, terms, ctx):
+        self.log.append(("loss", ctx.role))
         return terms
 
-    def after_backward(self, role, model):
-        self.log.append(("after_backward", role))
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+    def after_backward(self, ctx):
+        self.log.append(("after_backward", ctx.role))
+        grads = [p.grad for p in ctx.model.parameters() if p.grad is not None]
         self.seen_norms.append(float(torch.nn.utils.get_total_norm(grads)))
         return {}
 
-    def after_step(self, role, model):
-        self.log.append(("after_step", role))
+    def after_step(self, ctx):
+        self.log.append(("after_step", ctx.role))
         return {}
 
 
@@ -67,6 +67,26 @@ def test_hooks_run_in_order_around_unscale_and_step(monkeypatch):
 
     per_step = one_update("discriminator") * 2 + one_update("generator")
     assert log == per_step * 2
+
+
+def test_hooks_get_an_explicit_context_whose_state_the_trainer_keeps_per_role():
+    class Counter(Method):
+        name = "counter"
+        config_cls = MethodConfig
+
+        def after_backward(self, ctx):
+            ctx.state["n"] = ctx.state.get("n", 0) + 1
+            assert ctx.params and len(ctx.grads) == len(ctx.params)
+            assert ctx.runs == 1 and ctx.stats and ctx.norms is trainer.norms
+            steps.append((ctx.role, ctx.step))
+            return {}
+
+    steps = []
+    trainer = _trainer([Counter()], steps=3, n_critic=2)
+    trainer.fit()
+    d, g = (trainer.roles[r].contexts[0] for r in ("discriminator", "generator"))
+    assert d.state == {"n": 6} and g.state == {"n": 3} and d.model is trainer.D
+    assert steps[:3] == [("discriminator", 0), ("discriminator", 0), ("generator", 0)]
 
 
 def test_hooks_see_unscaled_gradients_under_amp():
@@ -162,8 +182,8 @@ class NormProbe(Method):
         super().__init__()
         self.measured = []
 
-    def after_backward(self, role, model):
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+    def after_backward(self, ctx):
+        grads = [p.grad for p in ctx.model.parameters() if p.grad is not None]
         self.measured.append(torch.nn.utils.get_total_norm(grads))
         return {}
 
@@ -194,11 +214,11 @@ def test_shared_norms_measure_what_the_optimizer_gets(method, monkeypatch):
     raw = []
     real_after = type(clipper).after_backward
 
-    def measure_first(self, role, model):
-        if role == "discriminator":
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
+    def measure_first(self, ctx):
+        if ctx.role == "discriminator":
+            grads = [p.grad for p in ctx.model.parameters() if p.grad is not None]
             raw.append(float(torch.nn.utils.get_total_norm(grads)))
-        return real_after(self, role, model)
+        return real_after(self, ctx)
 
     monkeypatch.setattr(type(clipper), "after_backward", measure_first)
     trainer.fit()

@@ -14,6 +14,7 @@ from bench.methods.base import (
     LossContext,
     Method,
     MethodConfig,
+    UpdateContext,
     create_method,
     method_registry,
     register_method,
@@ -48,6 +49,7 @@ load_plugins()
 __all__ = [
     "BASELINE",
     "LossContext",
+    "UpdateContext",
     "Method",
     "MethodConfig",
     "create_method",

@@ -67,31 +67,27 @@ class AGC(Method):
     config_cls = AGCConfig
     family = "adaptive clipping"
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self._plan: dict[str, list[tuple[torch.Tensor, int]]] = {}
-
-    def _units(self, role: str, model: nn.Module) -> list[tuple[torch.Tensor, int]]:
+    def _units(self, ctx) -> list[tuple[torch.Tensor, int]]:
         """(parameter, unit dim) pairs, computed once per role by walking named modules."""
-        if role not in self._plan:
-            skip = self.config.exclude_output and role == "discriminator"
-            self._plan[role] = [
+        if "units" not in ctx.state:
+            skip = self.config.exclude_output and ctx.role == "discriminator"
+            ctx.state["units"] = [
                 (p, unit_dim(m))
-                for name, m in model.named_modules()
+                for name, m in ctx.model.named_modules()
                 if not (skip and name == OUTPUT_LAYER)
                 and not isinstance(m, parametrize.ParametrizationList)
                 for p in _own_params(m)
                 if p.requires_grad
             ]
-        return self._plan[role]
+        return ctx.state["units"]
 
-    def after_backward(self, role, model):
+    def after_backward(self, ctx):
         masks = [
             agc_(p, dim, self.config.clipping, self.config.eps)
-            for p, dim in self._units(role, model)
+            for p, dim in self._units(ctx)
             if p.grad is not None
         ]
-        if not (self.collect_stats and masks):
+        if not (ctx.stats and masks):
             return {}
         units = sum(m.numel() for m in masks)
         return {"frac_clipped": sum(m.sum() for m in masks) / units}

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
-from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -58,29 +57,25 @@ class AutoClip(Method):
     config_cls = AutoClipConfig
     family = "adaptive clipping"
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self.history = {}
-
-    def after_backward(self, role, model):
-        grads = grads_of(self.params(role, model))
-        if role not in self.history:
-            self.history[role] = NormHistory(self.config.window)
-        norm = self.norms.norm(grads)
+    def after_backward(self, ctx):
+        grads = ctx.grads
+        history = ctx.state.setdefault("history", NormHistory(self.config.window))
+        norm = ctx.norms.norm(grads)
         # An overflowing step (AMP: the scaler skips it) must not poison the history: it goes
         # in as NaN, which the percentile ignores.
-        hist = self.history[role].push(torch.where(torch.isfinite(norm), norm, torch.nan))
+        hist = history.push(torch.where(torch.isfinite(norm), norm, torch.nan))
         threshold = torch.nanquantile(hist, self.config.percentile / 100.0)
-        self.norms.scale_to(grads, norm, threshold)
-        if not self.collect_stats:
+        ctx.norms.scale_to(grads, norm, threshold)
+        if not ctx.stats:
             return {}
         return {"threshold": threshold, "clipped": (norm > threshold).float()}
 
-    def state_dict(self):
-        return {role: h.state_dict() for role, h in self.history.items()}
+    def state_dict(self, state):
+        return {"history": state["history"].state_dict()} if "history" in state else {}
 
-    def load_state_dict(self, state):
-        self.history = {}
-        for role, s in state.items():
-            self.history[role] = NormHistory(self.config.window)
-            self.history[role].load_state_dict(s)
+    def load_state_dict(self, saved):
+        if "history" not in saved:
+            return {}
+        history = NormHistory(self.config.window)
+        history.load_state_dict(saved["history"])
+        return {"history": history}

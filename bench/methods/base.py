@@ -5,12 +5,17 @@ Call order inside the trainer, per role and per update (see bench/trainer.py):
     recipe(config, train)             at resolve time (class methods: no instance yet)
     configure_models(config, spec)    at resolve time, before G and D are built
     loop:
-        terms = loss(role, terms, ctx)    before backward (penalties add named terms)
+        terms = loss(terms, loss_ctx)     before backward (penalties add named terms)
         backward(sum(terms)); scaler.unscale_(opt)
-        after_backward(role, model)       true gradients, before the step (gradient clipping)
+        after_backward(ctx)               true gradients, before the step (gradient clipping)
         opt.step(); scaler.update()
-        after_step(role, model)           after the step (weight clipping)
+        after_step(ctx)                   after the step (weight clipping)
 
+Hooks receive everything they may use in an explicit context and nothing else: the role, its
+model and parameters, the update's shared gradient-norm cache, whether statistics are on, the
+step, the number of runs K the tensors hold (1 for an ordinary run), and `state`: this method's
+own state for this role, which the trainer owns (a method instance keeps no per-role caches,
+so one instance serves every role and a population's run dimension lives in the context).
 Hooks run only for the roles in `config.targets` (the trainer filters). They return a dict of
 0-dim tensors (clip rate, threshold, ...) that the trainer logs as `method/<name>/<role>/<key>`,
 kept on the device until the logging interval. Methods never import the tracker.
@@ -26,7 +31,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.metrics.gradients import GradNorms
+from bench.metrics.gradients import GradNorms, grads_of
 from bench.params import ROLES, allowed_text, param, validate
 from bench.registry import Registry
 
@@ -65,6 +70,33 @@ class LossContext:
     fake: torch.Tensor
     discriminator: nn.Module
     noise: torch.Generator
+    role: str = "discriminator"
+
+
+@dataclass
+class UpdateContext:
+    """What the gradient and weight hooks of one (method, role) see at each update. The
+    trainer builds one per (method, role) and keeps it: `state` persists across updates."""
+
+    role: str
+    model: nn.Module
+    params: list[torch.Tensor]  # the role's trainable parameters, listed once
+    norms: GradNorms  # this update's global-norm cache, shared with the trainer
+    stats: bool = True  # statistics on (off only for the speed comparison)
+    step: int = 0  # generator steps completed
+    runs: int = 1  # K: runs the tensors hold along a leading dimension (1: an ordinary run)
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's, per role
+
+    @property
+    def grads(self) -> list[torch.Tensor]:
+        return grads_of(self.params)
+
+    @classmethod
+    def of(cls, role: str, model: nn.Module, **fields: Any) -> UpdateContext:
+        """A context outside the trainer (tests, other loops): the model's trainable
+        parameters, and a norm cache that measures every time."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        return cls(role, model, params, GradNorms(enabled=False), **fields)
 
 
 class Method:
@@ -79,19 +111,6 @@ class Method:
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.config_cls()
-        # The trainer switches this off for the "statistics off" speed comparison.
-        self.collect_stats = True
-        # Norms measured this update; the trainer shares one cache between itself and every
-        # method (see GradNorms), a method on its own measures each time.
-        self.norms = GradNorms(enabled=False)
-        self._params: dict[str, list[torch.Tensor]] = {}
-
-    def params(self, role: str, model: nn.Module) -> list[torch.Tensor]:
-        """The trainable parameters of `model`, listed once per role (walking the module tree
-        every update costs more than the clipping itself on small networks)."""
-        if role not in self._params:
-            self._params[role] = [p for p in model.parameters() if p.requires_grad]
-        return self._params[role]
 
     @classmethod
     def configure_models(cls, config: MethodConfig, spec: Any) -> Any:
@@ -105,20 +124,22 @@ class Method:
             return train
         return dataclasses.replace(train, **cls.RECIPE)
 
-    def loss(self, role: str, terms: dict[str, torch.Tensor], ctx: LossContext):
+    def loss(self, terms: dict[str, torch.Tensor], ctx: LossContext):
         return terms
 
-    def after_backward(self, role: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    def after_backward(self, ctx: UpdateContext) -> dict[str, torch.Tensor]:
         return {}
 
-    def after_step(self, role: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    def after_step(self, ctx: UpdateContext) -> dict[str, torch.Tensor]:
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """`ctx.state` as plain tensors (a checkpoint); the default: nothing to keep."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A `ctx.state` rebuilt from `state_dict`'s output."""
+        return {}
 
 
 def register_method(cls: type[Method], name: str | None = None) -> type[Method]:

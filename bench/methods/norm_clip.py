@@ -28,28 +28,25 @@ class NormClip(Method):
     config_cls = NormClipConfig
     family = "gradient clipping"
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self._layers: dict[str, list[list[torch.Tensor]]] = {}
-
-    def _groups(self, role, model) -> list[list[torch.Tensor]]:
-        """Parameter groups that share one norm: the whole network, or each module's own."""
+    def _groups(self, ctx) -> list[list[torch.Tensor]]:
+        """Parameter groups that share one norm: the whole network, or each module's own
+        (listed once per role, in the role's state)."""
         if self.config.scope == "global":
-            return [self.params(role, model)]
-        if role not in self._layers:
-            groups = [list(m.parameters(recurse=False)) for m in model.modules()]
-            self._layers[role] = [g for g in groups if g]
-        return self._layers[role]
+            return [ctx.params]
+        if "layers" not in ctx.state:
+            groups = [list(m.parameters(recurse=False)) for m in ctx.model.modules()]
+            ctx.state["layers"] = [g for g in groups if g]
+        return ctx.state["layers"]
 
-    def after_backward(self, role, model):
+    def after_backward(self, ctx):
         tau = self.config.max_norm
         clipped = []
-        for params in self._groups(role, model):
+        for params in self._groups(ctx):
             grads = grads_of(params)
-            norm = self.norms.norm(grads)
+            norm = ctx.norms.norm(grads)
             clipped.append(norm > tau)
-            self.norms.scale_to(grads, norm, tau)
-        if not self.collect_stats:
+            ctx.norms.scale_to(grads, norm, tau)
+        if not ctx.stats:
             return {}
         frac = clipped[0] if len(clipped) == 1 else torch.stack(clipped).float().mean()
         return {"frac_clipped": frac}

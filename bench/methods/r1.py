@@ -31,6 +31,6 @@ class R1(Method):
     config_cls = R1Config
     family = "penalty"
 
-    def loss(self, role, terms, ctx):
+    def loss(self, terms, ctx):
         grad = input_gradient(ctx.discriminator, ctx.real)
         return terms | {"r1": self.config.gamma / 2 * grad.pow(2).sum(1).mean()}

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
-from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -26,12 +25,12 @@ class ValueClip(Method):
     config_cls = ValueClipConfig
     family = "gradient clipping"
 
-    def after_backward(self, role, model):
+    def after_backward(self, ctx):
         c = self.config.clip_value
-        grads = grads_of(self.params(role, model))
+        grads = ctx.grads
         stats = {}
-        if self.collect_stats and grads:
+        if ctx.stats and grads:
             clamped = sum((g.abs() > c).sum() for g in grads)
             stats["frac_clipped"] = clamped / sum(g.numel() for g in grads)
-        torch.nn.utils.clip_grad_value_(self.params(role, model), c, foreach=True)
+        torch.nn.utils.clip_grad_value_(ctx.params, c, foreach=True)
         return stats

@@ -30,9 +30,9 @@ class WeightClip(Method):
               "n_critic": 5, "critic_schedule": "wgan", "recipe": "wgan"}  # fmt: skip
 
     @torch.no_grad()
-    def after_step(self, role, model):
+    def after_step(self, ctx):
         c = self.config.clip_value
-        params = self.params(role, model)
+        params = ctx.params
         torch._foreach_clamp_min_(params, -c)
         torch._foreach_clamp_max_(params, c)
         return {}

@@ -29,7 +29,7 @@ class WganGp(Method):
     RECIPE = {"loss": "wasserstein", "optimizer": "adam", "lr_g": 1e-4, "lr_d": 1e-4,
               "beta1": 0.5, "beta2": 0.9, "n_critic": 5, "recipe": "wgan_gp"}  # fmt: skip
 
-    def loss(self, role, terms, ctx):
+    def loss(self, terms, ctx):
         real, fake = ctx.real.detach(), ctx.fake.detach()
         shape = (real.shape[0],) + (1,) * (real.ndim - 1)
         a = torch.rand(shape, generator=ctx.noise, device=real.device, dtype=real.dtype)

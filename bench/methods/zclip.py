@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
-from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -78,32 +77,29 @@ class ZClip(Method):
     config_cls = ZClipConfig
     family = "adaptive clipping"
 
-    def __init__(self, config=None):
-        super().__init__(config)
-        self.clippers: dict[str, ZScoreClipper] = {}
-
-    def after_backward(self, role, model):
-        grads = grads_of(self.params(role, model))
-        clipper = self.clippers.setdefault(role, ZScoreClipper(self.config))
-        norm = self.norms.norm(grads)
+    def after_backward(self, ctx):
+        grads = ctx.grads
+        clipper = ctx.state.setdefault("clipper", ZScoreClipper(self.config))
+        norm = ctx.norms.norm(grads)
         if self.config.max_norm > 0:
-            self.norms.scale_to(grads, norm, self.config.max_norm)
+            ctx.norms.scale_to(grads, norm, self.config.max_norm)
             norm = torch.clamp(norm, max=self.config.max_norm)
         result = clipper.update(norm)
         if result is None:
             return {}
         new_norm, over = result
         # Scale only clipped steps: min(1, norm / (norm + 1e-6)) would nudge every other step.
-        self.norms.scale_to(grads, norm, torch.where(over, new_norm, torch.inf))
-        if not self.collect_stats:
+        ctx.norms.scale_to(grads, norm, torch.where(over, new_norm, torch.inf))
+        if not ctx.stats:
             return {}
         return {"threshold": new_norm, "clipped": over.float()}
 
-    def state_dict(self):
-        return {role: c.state_dict() for role, c in self.clippers.items()}
+    def state_dict(self, state):
+        return {"clipper": state["clipper"].state_dict()} if "clipper" in state else {}
 
-    def load_state_dict(self, state):
-        self.clippers = {}
-        for role, s in state.items():
-            self.clippers[role] = ZScoreClipper(self.config)
-            self.clippers[role].load_state_dict(s)
+    def load_state_dict(self, saved):
+        if "clipper" not in saved:
+            return {}
+        clipper = ZScoreClipper(self.config)
+        clipper.load_state_dict(saved["clipper"])
+        return {"clipper": clipper}

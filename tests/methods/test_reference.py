@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bench.config import ModelSpec
-from bench.methods import LossContext, create_method
+from bench.methods import LossContext, UpdateContext, create_method
 from bench.methods.agc import agc_, unit_dim
 from bench.models import build_models
 
@@ -33,7 +33,9 @@ def test_value_clip_equals_torch_clip_grad_value(c):
     model = _model_with_grads()
     ref = _clone(model)
     torch.nn.utils.clip_grad_value_(ref.parameters(), c)
-    stats = create_method("value_clip", clip_value=c).after_backward("generator", model)
+    stats = create_method("value_clip", clip_value=c).after_backward(
+        UpdateContext.of("generator", model)
+    )
     for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0)
     assert 0 <= float(stats["frac_clipped"]) <= 1
@@ -44,7 +46,9 @@ def test_norm_clip_equals_torch_clip_grad_norm(tau):
     model = _model_with_grads(scale=5.0)
     ref = _clone(model)
     torch.nn.utils.clip_grad_norm_(ref.parameters(), tau)
-    stats = create_method("norm_clip", max_norm=tau).after_backward("generator", model)
+    stats = create_method("norm_clip", max_norm=tau).after_backward(
+        UpdateContext.of("generator", model)
+    )
     for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad)
     assert float(stats["frac_clipped"]) == (1.0 if tau < 1e3 else 0.0)
@@ -55,7 +59,9 @@ def test_norm_clip_layer_scope_clips_each_module_on_its_own():
     ref = _clone(model)
     for layer in (ref[0], ref[2]):
         torch.nn.utils.clip_grad_norm_(layer.parameters(), 0.5)
-    create_method("norm_clip", max_norm=0.5, scope="layer").after_backward("generator", model)
+    create_method("norm_clip", max_norm=0.5, scope="layer").after_backward(
+        UpdateContext.of("generator", model)
+    )
     for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad)
 
@@ -105,20 +111,22 @@ def test_agc_excludes_discriminator_output_layer_by_name():
     _, d = build_models(ModelSpec(hidden=8))
     d(torch.randn(4, 2)).sum().mul(1e3).backward()
     before = d.out.weight.grad.clone()
-    create_method("agc", clipping=1e-3).after_backward("discriminator", d)
+    create_method("agc", clipping=1e-3).after_backward(UpdateContext.of("discriminator", d))
     torch.testing.assert_close(d.out.weight.grad, before)
     assert d.body.fc0.weight.grad.norm() < 1e-2 * d.body.fc0.weight.norm() + 1e-6
 
 
-def _run_norm_sequence(method, norms, role="generator"):
-    """Feed a model whose gradient norms follow `norms`; return the clipped norms."""
+def _run_norm_sequence(method, norms, role="generator", state=None):
+    """Feed a model whose gradient norms follow `norms`; return the clipped norms. `state`:
+    the method's state for the role (the trainer owns it; here the caller may keep it)."""
     p = nn.Parameter(torch.zeros(2))
     model = nn.Module()
     model.p = p
     out = []
+    ctx = UpdateContext.of(role, model, state={} if state is None else state)
     for n in norms:
         p.grad = torch.tensor([0.6 * n, 0.8 * n])
-        method.after_backward(role, model)
+        method.after_backward(ctx)
         out.append(float(p.grad.norm()))
     return out
 
@@ -171,20 +179,21 @@ def test_an_overflowing_step_does_not_poison_adaptive_thresholds():
     keep it."""
     out = _run_norm_sequence(create_method("autoclip", percentile=50.0), [1.0, math.inf, 3.0])
     assert out[2] == pytest.approx(2.0, rel=1e-5)  # median of [1, 3]; inf ignored
-    m = create_method("zclip", warmup=3, alpha=0.5)
-    out = _run_norm_sequence(m, [1.0, math.inf, 3.0, math.inf, 2.0])
-    c = m.clippers["generator"]
+    m, state = create_method("zclip", warmup=3, alpha=0.5), {}
+    out = _run_norm_sequence(m, [1.0, math.inf, 3.0, math.inf, 2.0], state=state)
+    c = state["clipper"]
     # warm-up of [1, 3]: mean 2, variance 1; the step of norm 2 halves the variance
     assert float(c.mean) == pytest.approx(2.0) and float(c.var) == pytest.approx(0.5)
     assert out[4] == pytest.approx(2.0, rel=1e-5)
 
 
 def test_clippers_keep_separate_state_per_role():
-    m = create_method("autoclip", percentile=50.0)
-    _run_norm_sequence(m, [1.0, 1.0], role="discriminator")
-    out = _run_norm_sequence(m, [100.0], role="generator")
+    """One method instance serves both roles; each role's state lives in its own context."""
+    m, d_state, g_state = create_method("autoclip", percentile=50.0), {}, {}
+    _run_norm_sequence(m, [1.0, 1.0], role="discriminator", state=d_state)
+    out = _run_norm_sequence(m, [100.0], role="generator", state=g_state)
     assert out == pytest.approx([100.0], rel=1e-5)  # a pooled history [1, 1, 100] would clip to 1
-    assert m.history["discriminator"].count == 2 and m.history["generator"].count == 1
+    assert d_state["history"].count == 2 and g_state["history"].count == 1
 
 
 def test_weight_clip_keeps_weights_inside_c_after_every_step():
@@ -250,7 +259,7 @@ def _ctx(d, seed=0):
 def test_r1_penalty_equals_direct_autograd():
     _, d = build_models(ModelSpec(hidden=8))
     ctx = _ctx(d)
-    terms = create_method("r1", gamma=3.0).loss("discriminator", {}, ctx)
+    terms = create_method("r1", gamma=3.0).loss({}, ctx)
     x = ctx.real.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     expected = 3.0 / 2 * (grad**2).sum(dim=1).mean()
@@ -262,7 +271,7 @@ def test_r1_penalty_equals_direct_autograd():
 def test_wgan_gp_penalty_equals_direct_autograd():
     _, d = build_models(ModelSpec(hidden=8))
     ctx = _ctx(d)
-    terms = create_method("wgan_gp", weight=10.0).loss("discriminator", {}, ctx)
+    terms = create_method("wgan_gp", weight=10.0).loss({}, ctx)
     a = torch.rand(8, 1, generator=torch.Generator().manual_seed(7))
     x = (a * ctx.real + (1 - a) * ctx.fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)

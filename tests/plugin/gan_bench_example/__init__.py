@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods import Method, MethodConfig
-from bench.metrics.gradients import grads_of
 from bench.params import Search, param
 
 
@@ -23,8 +22,8 @@ class Shrink(Method):
     family = "gradient clipping"
 
     @torch.no_grad()
-    def after_backward(self, role, model):
-        torch._foreach_mul_(grads_of(self.params(role, model)), self.config.factor)
+    def after_backward(self, ctx):
+        torch._foreach_mul_(ctx.grads, self.config.factor)
         return {}
 
 
