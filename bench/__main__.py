@@ -59,6 +59,14 @@ def config_flags(p: argparse.ArgumentParser, cls: type, title: str) -> None:
                            help=text)  # fmt: skip
 
 
+def model_values(args: argparse.Namespace) -> dict[str, Any]:
+    """ModelSpec flags the user gave, with `--model` as the kind."""
+    from bench.config import ModelSpec
+
+    kind = {"kind": args.model} if getattr(args, "model", None) else {}
+    return config_values(args, ModelSpec) | kind
+
+
 def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The flags of `cls`'s fields that the user gave."""
     names = [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
@@ -141,6 +149,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="a registered method; repeatable for `run` (default none)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-root", default="", help="folder of an image data set's files")
+    p.add_argument("--model", help="network kind: mlp (2-D default), pacgan (2-D, PacGAN's "
+                   "architecture and recipe, for long runs), dcgan (images' default)")  # fmt: skip
 
 
 def _tracking_args(p: argparse.ArgumentParser, default_experiment: str | None) -> None:
@@ -227,12 +237,12 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.config import ModelSpec, TrainConfig
+    from bench.config import TrainConfig
     from bench.run import resolve_device
     from bench.sweep import SweepConfig, default_storage, make_storage, run_sweep
     from bench.tracking import MlflowTracker, NullTracker
 
-    train, model = config_values(args, TrainConfig), config_values(args, ModelSpec)
+    train, model = config_values(args, TrainConfig), model_values(args)
     if len(args.method) != 1:
         raise ConfigError(f"sweep takes one --method, not {len(args.method)}")
     cfg = SweepConfig(
@@ -253,11 +263,11 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.config import ModelSpec, TrainConfig
+    from bench.config import TrainConfig
     from bench.run import execute, resolve
     from bench.workers import thread_params
 
-    train, model = config_values(args, TrainConfig), config_values(args, ModelSpec)
+    train, model = config_values(args, TrainConfig), model_values(args)
     if args.lr is not None:
         train = {"lr_g": args.lr, "lr_d": args.lr} | train
     methods = parse_sets(args.method, args.set, args.targets)

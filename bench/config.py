@@ -59,11 +59,15 @@ class TrainConfig:
             raise ConfigError("train: beta1=0 is not allowed with sgd; Nesterov needs momentum > 0")
 
 
+MODEL_KINDS = ("mlp", "pacgan", "dcgan")
+VECTOR_KINDS = ("mlp", "pacgan")  # models of flat vectors (2-D data); dcgan takes images
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What G and D look like. Build-time switches (layer norm, spectral norm) name the roles."""
 
-    kind: str = param("mlp", choices=("mlp", "dcgan"), cli=False)
+    kind: str = param("mlp", choices=MODEL_KINDS, cli=False)
     data_dim: int = param(2, low=1, help="MLP data dimension", cli=False)
     channels: int = param(1, low=1, help="DCGAN image channels", cli=False)
     image_size: int = param(0, low=0, help="DCGAN image side: 8, 16, 28, 32 or 64")

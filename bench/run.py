@@ -14,11 +14,18 @@ from typing import Any
 
 import torch
 
-from bench.config import MethodSpec, ModelSpec, RunConfig, TrainConfig
+from bench.config import (
+    MODEL_KINDS,
+    VECTOR_KINDS,
+    MethodSpec,
+    ModelSpec,
+    RunConfig,
+    TrainConfig,
+)
 from bench.datasets import dataset_registry
 from bench.errors import ConfigError, NoOpMethod
 from bench.methods import BASELINE, Method, method_registry
-from bench.models import build_models
+from bench.models import ARCHITECTURES, build_models
 from bench.params import typed_config, typed_values
 from bench.resources import check_memory
 from bench.trainer import RunResult, Trainer
@@ -70,11 +77,13 @@ def resolve(
     defaults, each method's recipe, then the explicit options (which win)."""
     data_cls = dataset_registry.get(dataset)
     specs = method_specs(methods or [(BASELINE, {})])
-    train_cfg = TrainConfig(**data_cls.train_defaults())
+    arch_train, arch_model = architecture_defaults(data_cls, dataset, (model or {}).get("kind"))
+    train_cfg = _replace(TrainConfig(**data_cls.train_defaults()), arch_train, "train")
     for s in specs:
         train_cfg = s.cls.recipe(s.config, train_cfg)
     train_cfg = data_cls.settle(_replace(train_cfg, train or {}, "train"))
-    spec = _replace(ModelSpec(**data_cls.model_defaults()), model or {}, "model")
+    base = ModelSpec(**data_cls.model_defaults())
+    spec = _replace(_replace(base, arch_model, "model"), model or {}, "model")
     for s in specs:
         before, spec = spec, s.cls.configure_models(s.config, spec)
         if (
@@ -97,6 +106,20 @@ def resolve(
 
 
 HOOKS = ("loss", "after_backward", "after_step")
+
+
+def architecture_defaults(data_cls, dataset: str, kind: Any) -> tuple[dict, dict]:
+    """(train, model) options a model kind brings (bench.models.ARCHITECTURES); a kind that
+    does not fit the data (vectors vs images) is a one-line error."""
+    default = data_cls.model_defaults().get("kind", "mlp")
+    if kind is None or kind == default:
+        return ARCHITECTURES.get(default, ({}, {}))
+    if kind not in MODEL_KINDS:
+        return {}, {}  # ModelSpec's validation names the allowed kinds
+    if (kind in VECTOR_KINDS) != (default in VECTOR_KINDS):
+        fits = [k for k in MODEL_KINDS if (k in VECTOR_KINDS) == (default in VECTOR_KINDS)]
+        raise ConfigError(f"model {kind!r} does not fit {dataset}; allowed: {', '.join(fits)}")
+    return ARCHITECTURES.get(kind, ({}, {}))
 
 
 def acts_only_on_models(cls: type[Method]) -> bool:

@@ -34,12 +34,14 @@ def choose_threads(kind: str, device: str) -> tuple[int, str]:
     different order with another thread count, so results could differ in the last bits)."""
     import torch
 
+    from bench.config import VECTOR_KINDS
+
     if _IN_WORKER:
         return 1, "worker process: one thread each, one worker per core"
     if not device.startswith("cpu"):
         return torch.get_num_threads(), "GPU run: torch's default for the host side"
-    if kind == "mlp":
-        return 1, "MLP on the CPU: its matrices are too small to share between threads"
+    if kind in VECTOR_KINDS:
+        return 1, f"{kind} MLP on the CPU: its matrices are too small to share between threads"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n = max(1, min(4, cores or 1))
     return n, f"conv model on the CPU: {n} threads ({cores} cores, at most 4)"

@@ -109,9 +109,10 @@ def _model_text(df: pd.DataFrame) -> str:
     kind = _values(df, "model.kind")
     common = (f"z dim {_values(df, 'model.z_dim')}, D width x{_values(df, 'model.d_capacity')} "
               "of G's")  # fmt: skip
-    if kind == "mlp":
-        return (f"MLP: hidden {_values(df, 'model.hidden')}, depth G {_values(df, 'model.depth_g')}"
-                f" / D {_values(df, 'model.depth_d')}, {common}")  # fmt: skip
+    if kind in ("mlp", "pacgan"):
+        name = "MLP" if kind == "mlp" else "PacGAN MLP (batch-norm G, maxout D of 5 pieces)"
+        depths = f"{_values(df, 'model.depth_g')} / D {_values(df, 'model.depth_d')}"
+        return f"{name}: hidden {_values(df, 'model.hidden')}, depth G {depths}, {common}"
     size = _values(df, "model.image_size")
     return (f"{kind.upper()}: {size}x{size} px, {_values(df, 'model.channels')} channels, base "
             f"width {_values(df, 'model.hidden')}, {common}")  # fmt: skip
