@@ -6,13 +6,16 @@ so that machine noise hits every variant alike. Printed: the median time per tra
 each variant and the ratios harness / bare (statistics off) and statistics on / off.
 The harness is timed over its training loop, periodic statistics flushes included (the final
 evaluation is not: the bare loop has none). Then what recording costs: the same 1,000-step run
-untracked, into a local SQLite store, and into an `mlflow server` on loopback.
+untracked, into a local SQLite store, and into an `mlflow server` on loopback. Then parallel
+runs: run-steps per second of the same runs one after another in this process, and on `--jobs`
+worker processes of one thread each (what suites and sweeps do), interleaved, with the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import statistics
 import subprocess
@@ -136,6 +139,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--tracking-steps", type=int, default=1000, help="0 skips the tracking part")
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="1 skips the parallel part"
+    )
+    p.add_argument("--parallel-steps", type=int, default=1000)
     args = p.parse_args()
     torch.set_num_threads(1)  # one thread per process: see the README's CPU notes
     variants = {
@@ -162,6 +169,39 @@ def main() -> None:
         )
     if args.tracking_steps:
         tracking_cost(args.tracking_steps, max(3, args.rounds // 2))
+    if args.jobs > 1:
+        parallel_throughput(args.jobs, args.parallel_steps, max(2, args.rounds // 3))
+
+
+def _one_run(steps: int) -> int:
+    harness(steps, 256, True)
+    return steps
+
+
+def parallel_throughput(jobs: int, steps: int, rounds: int) -> None:
+    """Run-steps per second of 2 x jobs calibrated-size runs: sequential in this process vs
+    spread over `jobs` single-threaded workers (bench.workers.worker_init, as suites use)."""
+    import multiprocessing as mp
+
+    from bench.workers import worker_init
+
+    n = 2 * jobs
+    rates: dict[str, list[float]] = {"sequential": [], f"{jobs} workers": []}
+    with mp.get_context("spawn").Pool(jobs, initializer=worker_init) as pool:
+        pool.map(_one_run, [10] * jobs)  # start-up and imports, outside the timing
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                _one_run(steps)
+            rates["sequential"].append(n * steps / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            pool.map(_one_run, [steps] * n, chunksize=1)
+            rates[f"{jobs} workers"].append(n * steps / (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    seq, par = med["sequential"], med[f"{jobs} workers"]
+    print(f"parallel runs ({rounds} interleaved rounds of {n} runs x {steps} steps, statistics "
+          f"on): sequential {seq:.0f} run-steps/s, {jobs} workers {par:.0f} run-steps/s, "
+          f"ratio {par / seq:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
