@@ -57,6 +57,6 @@ def set_run_threads(kind: str, device: str) -> tuple[int, str]:
     return _CHOICE
 
 
-def thread_params() -> dict[str, str]:
+def thread_params() -> dict[str, int | str]:
     """The last run's thread choice (in this process) as MLflow params."""
     return {"host.threads": _CHOICE[0], "host.threads_reason": _CHOICE[1]}

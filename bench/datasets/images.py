@@ -27,15 +27,59 @@ from bench.metrics.images import (
 from bench.tensors import to_unit
 
 
-class ImageData(Dataset):
+def noise_images(n: int, shape, generator: torch.Generator) -> torch.Tensor:
+    """Independent uniform uint8 pixels."""
+    return torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8)
+
+
+class _Replay(nn.Module):
+    """A "generator" that returns the next images of a fixed set, in [-1, 1], whatever z is
+    (libraries that draw their own noise call it with batches of z)."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__()
+        self.images, self.position = images, 0
+
+    def forward(self, z):
+        idx = (self.position + torch.arange(len(z))) % len(self.images)
+        self.position += len(z)
+        return to_unit(self.images[idx]).to(z.device)
+
+
+class ReplaySampler:
+    """The trainer's Sampler interface over a fixed set of uint8 images: reference rows are
+    scored by exactly the code that scores a run's generator."""
+
+    def __init__(self, images: torch.Tensor, seed: int = 0):
+        self.images, self.module, self.seed = images, _Replay(images), seed
+        self.z_dim, self.device = 1, torch.device("cpu")
+
+    def batches(self, n: int, batch: int = 2000):
+        for i in range(0, n, batch):
+            yield to_unit(self.images[torch.arange(i, min(n, i + batch)) % len(self.images)])
+
+    def __call__(self, n: int) -> torch.Tensor:
+        return torch.cat(list(self.batches(n)))
+
+
+class ImageSet(Dataset):
+    """What every image data set shares: a small sample grid kept per run, and reference sets
+    served through a ReplaySampler, one draw each (an image evaluation takes seconds to
+    minutes)."""
+
+    keep_samples = 64  # generated images kept for the sample grid
+    reference_draws = 1
+
+    def replay(self, samples):
+        return ReplaySampler(samples)
+
+
+class ImageData(ImageSet):
     """Labelled uint8 images with a train and a test split; 10 classes."""
 
     n_classes = 10
     channels = 1
     size = 28
-
-    keep_samples = 64  # generated images kept for the sample grid
-    reference_draws = 1  # an image evaluation takes seconds to minutes: one draw per set
 
     def __init__(self, device="cpu", data_root: str | None = None, extractor: str = "auto",
                  inception_weights: str | None = None, image_size: int = 0):  # fmt: skip
@@ -108,44 +152,6 @@ class ImageData(Dataset):
             "one mode": one[torch.randint(len(one), (n,), generator=gen)],
         }
 
-    def replay(self, samples):
-        return ReplaySampler(samples)
-
-
-def noise_images(n: int, shape, generator: torch.Generator) -> torch.Tensor:
-    """Independent uniform uint8 pixels."""
-    return torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8)
-
-
-class _Replay(nn.Module):
-    """A "generator" that returns the next images of a fixed set, in [-1, 1], whatever z is
-    (libraries that draw their own noise call it with batches of z)."""
-
-    def __init__(self, images: torch.Tensor):
-        super().__init__()
-        self.images, self.position = images, 0
-
-    def forward(self, z):
-        idx = (self.position + torch.arange(len(z))) % len(self.images)
-        self.position += len(z)
-        return to_unit(self.images[idx]).to(z.device)
-
-
-class ReplaySampler:
-    """The trainer's Sampler interface over a fixed set of uint8 images: reference rows are
-    scored by exactly the code that scores a run's generator."""
-
-    def __init__(self, images: torch.Tensor, seed: int = 0):
-        self.images, self.module, self.seed = images, _Replay(images), seed
-        self.z_dim, self.device = 1, torch.device("cpu")
-
-    def batches(self, n: int, batch: int = 2000):
-        for i in range(0, n, batch):
-            yield to_unit(self.images[torch.arange(i, min(n, i + batch)) % len(self.images)])
-
-    def __call__(self, n: int) -> torch.Tensor:
-        return torch.cat(list(self.batches(n)))
-
 
 @dataset_registry.register("digits")
 class Digits(ImageData):
@@ -165,14 +171,11 @@ class Digits(ImageData):
         return x[perm[:cut]], y[perm[:cut]], x[perm[cut:]], y[perm[cut:]]
 
 
-class Stacked(Dataset):
+class Stacked(ImageSet):
     """Three independent random images of a 10-class base as the 3 channels: 1,000 modes."""
 
     base_cls: type[ImageData]
     n_modes = 1000
-
-    keep_samples = 64
-    reference_draws = 1
 
     def __init__(self, device="cpu", data_root: str | None = None, **eval_options):
         self.base = self.base_cls(device, data_root, **eval_options)
@@ -219,9 +222,6 @@ class Stacked(Dataset):
             "uniform noise": noise_images(n, (3, *x.shape[2:]), gen),
             "one mode": self.stack(x[y == y.min()], n, gen),
         }
-
-    def replay(self, samples):
-        return ReplaySampler(samples)
 
     def describe(self):
         return {"modes": 1000, "base": self.base.name} | {

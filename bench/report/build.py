@@ -174,8 +174,8 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
     tuning = tuning_section(tracker, experiment, dataset, primary_metric.direction, fig_dir)
     rel = fig_dir.name
     images = "\n\n".join(f"![{title}]({rel}/{name})" for title, name in figs)
-    caveat = getattr(dataset_registry.get(dataset), "caveat", "") if (
-        dataset in dataset_registry.names()) else ""  # fmt: skip
+    known = dataset in dataset_registry.names()
+    caveat = dataset_registry.get(dataset).caveat if known else ""
     text = (
         f"## {dataset}\n\n" + (f"> **Not converged.** {gate}\n\n" if gate else "")
         + (f"> {caveat}\n\n" if caveat else "")
