@@ -73,6 +73,8 @@ CASES = [
     # run: names and values
     (["run", "--dataset", "ring9"], "ring9"),
     ([*RING, "--method", "clipper"], "clipper"),
+    ([*RING, "--model", "resnet"], "resnet"),
+    (["run", "--dataset", "digits", "--no-progress", "--model", "pacgan"], "pacgan"),
     ([*RING, "--method", "value_clip", "--set", "clip_value=-0.01"], "-0.01"),
     ([*RING, "--method", "value_clip", "--set", "clip_value=x"], "'x'"),
     ([*RING, "--method", "value_clip", "--set", "clip_value=nan"], "nan"),
