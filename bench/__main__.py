@@ -23,6 +23,7 @@ from tabulate import tabulate
 from bench.errors import ConfigError, mask_secrets
 from bench.methods import BASELINE
 from bench.params import allowed_text, field_types
+from bench.workers import parse_population
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="runs trained at once on CPU, one process and one torch thread each",
     )
+    s.add_argument("--population", default="auto", help="runs trained as one batched "
+                   "population per process: an integer, or auto (by device and model)")  # fmt: skip
     _tracking_args(s, default_experiment=None)
     s.add_argument("--storage", help="Optuna storage for suites that sweep (default "
                    "runs/optuna.db)")  # fmt: skip
@@ -120,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--tuning-seeds", default="1000", help="comma-separated; never reporting seeds")
     sw.add_argument("--storage", help="sqlite:///PATH (default runs/optuna.db) or postgresql://...")
     sw.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    sw.add_argument("--population", default="auto", help="trials trained at once as one "
+                    "batched population: an integer, or auto (by device and model, and at most "
+                    "a quarter of the trials)")  # fmt: skip
     sw.add_argument("--suite", default="adhoc", help="names the study: SUITE.DATASET.METHOD")
     sw.add_argument("--pruner", default="median", help="median, halving or none")
     sw.add_argument("--multi-objective", action="store_true", help="quality vs coverage (Pareto)")
@@ -249,6 +255,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
         args.dataset, args.method[0], args.trials, _seeds(args.tuning_seeds), train, model,
         suite=args.suite, multi_objective=args.multi_objective, pruner=args.pruner,
         device=resolve_device(args.device), data_root=args.data_root,
+        population=parse_population(args.population),
     )  # fmt: skip
     cfg.validate()
     if args.workers < 1:
@@ -314,6 +321,7 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     if args.jobs < 1:
         raise ConfigError(f"jobs={args.jobs} is not allowed; allowed: >= 1")
     device = resolve_device(args.device)
+    population = parse_population(args.population)
     suite.entries(device)  # validate every run of the suite first
     out = None if args.no_report else report_path(args.report, experiment)
     storage = None
@@ -324,7 +332,7 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
         make_storage(storage)  # fails fast on a bad URL
     tracker = MlflowTracker(args.tracking_uri)
     counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress,
-                       storage=storage, jobs=args.jobs)  # fmt: skip
+                       storage=storage, jobs=args.jobs, population=population)  # fmt: skip
     summary = {"suite": suite.name, "experiment": experiment} | counts
     if not tracker.offline:
         summary["runs_table"] = tracker.runs_table_url(experiment)

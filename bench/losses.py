@@ -1,4 +1,5 @@
-"""Adversarial losses as pure functions of D's logits, looked up by name in `LOSSES`."""
+"""Adversarial losses as pure functions of D's logits, looked up by name in `LOSSES`. Logits are
+[K, B] (K runs of a population, or [B] alone): each loss is a mean over the batch, per run."""
 
 from __future__ import annotations
 
@@ -15,23 +16,23 @@ class Loss(NamedTuple):
 
 
 def _ns_d(real, fake):
-    return F.softplus(-real).mean() + F.softplus(fake).mean()  # BCE(real, 1) + BCE(fake, 0)
+    return F.softplus(-real).mean(-1) + F.softplus(fake).mean(-1)  # BCE(real, 1) + BCE(fake, 0)
 
 
 def _ns_g(fake):
-    return F.softplus(-fake).mean()  # non-saturating: BCE(D(G(z)), 1)
+    return F.softplus(-fake).mean(-1)  # non-saturating: BCE(D(G(z)), 1)
 
 
 def _w_d(real, fake):
-    return fake.mean() - real.mean()
+    return fake.mean(-1) - real.mean(-1)
 
 
 def _hinge_d(real, fake):
-    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return F.relu(1 - real).mean(-1) + F.relu(1 + fake).mean(-1)
 
 
 def _neg_mean(fake):
-    return -fake.mean()
+    return -fake.mean(-1)
 
 
 LOSSES = {

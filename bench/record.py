@@ -7,10 +7,12 @@ its finished runs again by (hash, seed) and resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from bench.metrics.base import declarations
 from bench.params import ROLES
 from bench.plots.samples import save_run_samples
 from bench.plots.training import save_grad_norms
-from bench.run import execute
+from bench.run import execute_population
 from bench.tracking import artifact_folder, write_json
 from bench.trainer import RunResult
 from bench.workers import thread_params
@@ -118,24 +120,50 @@ def run_tracked(
     progress: bool = False,
 ) -> RunResult:  # fmt: skip
     """Train and evaluate `cfg`, recording everything in `tracker` under `experiment`."""
-    tags = run_tags(cfg, suite, label)
-    name = f"{cfg.dataset}/{tags['label']}/seed{cfg.seed}"
-    with tracker.start_run(experiment, name, tags, run_params(cfg)) as run:
+    return run_tracked_population([cfg], tracker, experiment, suite=suite, labels=[label],
+                                  progress=progress)[0]  # fmt: skip
+
+
+def run_tracked_population(
+    cfgs: list[RunConfig], tracker, experiment: str, *, suite: str = "",
+    labels: list[str | None] | None = None, progress: bool = False,
+) -> list[RunResult]:  # fmt: skip
+    """Train `cfgs` as one population (bench.run.execute_population), each member recorded as
+    its own run, as an ordinary run would be, plus a `population` tag (`<id>/<K>`) when K > 1.
+    Members start together and each ends with its own status."""
+    labels = labels or [None] * len(cfgs)
+    population = f"{uuid.uuid4().hex[:8]}/{len(cfgs)}" if len(cfgs) > 1 else None
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for cfg, label in zip(cfgs, labels, strict=True):
+            tags = run_tags(cfg, suite, label) | ({"population": population} if population else {})
+            name = f"{cfg.dataset}/{tags['label']}/seed{cfg.seed}"
+            runs.append(stack.enter_context(tracker.start_run(experiment, name, tags,
+                                                              run_params(cfg))))  # fmt: skip
 
         def on_data(data) -> None:
-            run.log_params(data_params(data) | thread_params())
-            run.log_dataset(cfg.dataset, data.describe())
+            for run, cfg in zip(runs, cfgs, strict=True):
+                run.log_params(data_params(data) | thread_params())
+                run.log_dataset(cfg.dataset, data.describe())
 
-        result = execute(cfg, on_log=run.log_metrics, progress=progress, on_data=on_data)
-        run.log_metrics(result.steps, summaries(result))
-        with artifact_folder() as folder:
-            write_artifacts(folder, cfg, result)
-            run.log_artifacts(folder)
-        end = {"status": result.status}
-        if result.diverged_step is not None:
-            end["diverged_step"] = result.diverged_step
-        run.set_tags(end)
-    return result
+        results = execute_population(cfgs, [r.log_metrics for r in runs], progress, on_data)
+        for run, cfg, result in zip(runs, cfgs, results, strict=True):
+            if result.error is not None:
+                raise result.error  # the tracker's own failure: every member ends FAILED
+            _record_end(run, cfg, result)
+    return results
+
+
+def _record_end(run, cfg: RunConfig, result: RunResult) -> None:
+    """Summaries, artifacts and the end tags of one finished or diverged run."""
+    run.log_metrics(result.steps, summaries(result))
+    with artifact_folder() as folder:
+        write_artifacts(folder, cfg, result)
+        run.log_artifacts(folder)
+    end = {"status": result.status}
+    if result.diverged_step is not None:
+        end["diverged_step"] = result.diverged_step
+    run.set_tags(end)
 
 
 def write_artifacts(folder: Path, cfg: RunConfig, result: RunResult) -> None:

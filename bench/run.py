@@ -9,7 +9,7 @@ downstream takes the resolved objects. Nothing is built, trained or written befo
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -156,17 +156,64 @@ def instantiate(cfg: RunConfig) -> list[Method]:
 
 
 def execute(cfg: RunConfig, on_log=None, progress: bool = False, on_data=None) -> RunResult:
-    """Build data, methods and models from `cfg`, train, evaluate. `on_data(dataset)` is called
-    once the data are loaded (the tracker records their description)."""
+    """Build data, methods and models from `cfg`, train, evaluate: the population of one.
+    `on_data(dataset)` is called once the data are loaded (the tracker records them)."""
+    result = execute_population([cfg], [on_log], progress, on_data)[0]
+    if result.error is not None:
+        raise result.error  # what on_log raised (a pruned trial) ends the run, as it always did
+    return result
+
+
+def population_key(cfg: RunConfig) -> tuple:
+    """What the members of one population share: everything but the seed and the methods'
+    float values (thresholds, penalty weights), which become per-run [K] tensors."""
+    methods = tuple(
+        (s.name, tuple((f.name, getattr(s.config, f.name)) for f in fields(s.config)
+                       if not _per_run_field(s.config, f.name)))
+        for s in cfg.methods
+    )  # fmt: skip
+    return (cfg.dataset, cfg.train, cfg.model, cfg.device, cfg.data_root, methods)
+
+
+def _per_run_field(config, name: str) -> bool:
+    return type(getattr(config, name)) is float
+
+
+def execute_population(
+    cfgs: list[RunConfig], on_logs=None, progress: bool = False, on_data=None
+) -> list[RunResult]:
+    """Train the runs `cfgs` as one population of K (bench/population.py): each member is
+    built from its own seed and trains on its own data and noise streams, so member i's result
+    is the one `execute(cfgs[i])` gives (up to floating-point rounding). One result per config;
+    a member whose `on_logs[i]` raised ends there with status `stopped` and the exception on its
+    result (the others go on)."""
     from bench.workers import set_run_threads
 
-    set_run_threads(cfg.model.kind, cfg.device)
-    torch.manual_seed(cfg.seed)  # initialisation; data and noise have their own generators
-    dataset = load_data(cfg)
+    first = cfgs[0]
+    keys = {population_key(c) for c in cfgs}
+    if len(keys) > 1:
+        raise ConfigError(
+            "a population's runs must share data, model, training options and method "
+            "choices; only seeds and method float values may differ"
+        )
+    if len(cfgs) > 1 and first.train.amp:
+        raise ConfigError(
+            "amp=true cannot train populations (one loss scaler would skip every run's "
+            "step); use population 1 or amp=false"
+        )
+    set_run_threads(first.model.kind, first.device)
+    dataset = load_data(first)
     if on_data is not None:
         on_data(dataset)
-    g, d = build_models(cfg.model)  # the methods' switches are already in cfg.model
-    trainer = Trainer(g, d, dataset, instantiate(cfg), cfg.train, z_dim=cfg.model.z_dim,
-                      seed=cfg.seed, device=cfg.device, on_log=on_log,
-                      metrics=cfg.metrics)  # fmt: skip
-    return trainer.fit(progress=progress)
+    gs, ds = [], []
+    for c in cfgs:
+        torch.manual_seed(c.seed)  # initialisation; data and noise have their own generators
+        g, d = build_models(c.model)  # the methods' switches are already in cfg.model
+        gs.append(g)
+        ds.append(d)
+    configs = [tuple(c.methods[j].config for c in cfgs) for j in range(len(first.methods))]
+    trainer = Trainer(gs, ds, dataset, instantiate(first), first.train, z_dim=first.model.z_dim,
+                      seeds=[c.seed for c in cfgs], configs=configs, device=first.device,
+                      on_log=list(on_logs or [None] * len(cfgs)),
+                      metrics=first.metrics)  # fmt: skip
+    return trainer.fit_all(progress=progress)

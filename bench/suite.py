@@ -29,10 +29,10 @@ from tqdm import tqdm
 from bench.config import ModelSpec, RunConfig, TrainConfig
 from bench.errors import ConfigError, NoOpMethod
 from bench.methods import BASELINE, method_registry, search_space
-from bench.record import config_hash, run_tracked
-from bench.run import resolve
+from bench.record import config_hash, run_tracked_population
+from bench.run import population_key, resolve
 from bench.sweep import SweepConfig, default_storage, run_sweep
-from bench.workers import worker_init
+from bench.workers import choose_population, worker_init
 
 
 def all_methods() -> tuple[tuple[str, dict], ...]:
@@ -133,7 +133,7 @@ class Suite:
         if any(params for _, params in self.methods):
             raise ConfigError(f"suite {self.name!r}: a sweeping suite takes methods without params")
 
-    def sweep_configs(self, device: str) -> list:
+    def sweep_configs(self, device: str, population: int | str = 1) -> list:
         """One SweepConfig per (dataset, method) that has something to search."""
         if not self.sweep:
             return []
@@ -145,6 +145,7 @@ class Suite:
                 | self.per_dataset.get(dataset, {}).get("sweep_train", {}),
                 model=self.settings(dataset)[1], suite=self.name,
                 pruner=s.get("pruner", "median"), device=device, data_root=self.data_root(dataset),
+                population=population,
             )
             for dataset in self.datasets
             for name, _ in self.methods
@@ -300,9 +301,9 @@ Tuned = dict[tuple[str, str], dict[str, float]]  # (dataset, method) -> chosen p
 
 
 def run_sweeps(suite: Suite, tracker, experiment: str, device: str, storage: str | None,
-               progress: bool, jobs: int = 1) -> Tuned:  # fmt: skip
+               progress: bool, jobs: int = 1, population: int | str = 1) -> Tuned:  # fmt: skip
     """Sweep each (dataset, method) with the suite's equal budget; the chosen parameters."""
-    configs = suite.sweep_configs(device)
+    configs = suite.sweep_configs(device, population)
     for c in configs:
         c.validate()
     tuned = {}
@@ -319,18 +320,38 @@ def run_sweeps(suite: Suite, tracker, experiment: str, device: str, storage: str
     return tuned
 
 
+def populations(todo: list, population: int | str, jobs: int) -> list[list]:
+    """`todo`'s (config, label) entries grouped into populations: runs that differ only in
+    seed and method float values (bench.run.population_key) train together, at most K at a
+    time (`choose_population`), in chunks small enough to keep `jobs` workers busy."""
+    groups: dict[tuple, list] = {}
+    for entry in todo:
+        groups.setdefault(population_key(entry[0]), []).append(entry)
+    share = -(-len(todo) // max(1, jobs))  # ceil: every worker gets some
+    chunks = []
+    for group in groups.values():
+        cfg = group[0][0]
+        k = max(1, min(choose_population(population, cfg.model.kind, cfg.device), share))
+        chunks += [group[i : i + k] for i in range(0, len(group), k)]
+    return chunks
+
+
 def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: bool = True,
-              storage: str | None = None, jobs: int = 1) -> dict:  # fmt: skip
+              storage: str | None = None, jobs: int = 1,
+              population: int | str = 1) -> dict:  # fmt: skip
     """Sweep (when the suite says so), then run every entry not yet done on the reporting seeds,
-    on `jobs` single-threaded processes; returns counts (total, skipped, finished, diverged)."""
+    on `jobs` single-threaded processes, in populations of up to `population` runs (an int or
+    `auto`); returns counts (total, skipped, finished, diverged). The set of runs, and what
+    each records, is the same whatever `jobs` and `population` are."""
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} is not allowed; allowed: >= 1")
+    choose_population(population, "mlp", device)  # a bad value fails before any work
     suite.entries(device)  # validates everything before anything runs
     for (dataset, name), why in suite.no_ops(device).items():
         print(f"suite {suite.name}: {name} left out on {dataset} ({why.split(':')[0]})",
               file=sys.stderr)  # fmt: skip
     tracker.reconcile(experiment)  # runs left RUNNING by a killed earlier attempt
-    tuned = run_sweeps(suite, tracker, experiment, device, storage, progress, jobs)
+    tuned = run_sweeps(suite, tracker, experiment, device, storage, progress, jobs, population)
     entries = suite.entries(device, tuned)
     done = tracker.done_keys(experiment)
     todo = [(c, lbl) for c, lbl in entries if (config_hash(c), c.seed) not in done]
@@ -341,44 +362,51 @@ def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: boo
         disable=not progress, file=sys.stderr, position=0,
     )  # fmt: skip
     t0 = time.perf_counter()
-    if jobs > 1 and len(todo) > 1 and device == "cpu":
+    chunks = populations(todo, population, jobs if device == "cpu" else 1)
+    if jobs > 1 and len(chunks) > 1 and device == "cpu":
         tracker.experiment_id(experiment)  # created here, not raced by the workers
-        statuses = _parallel(todo, tracker.uri, experiment, suite.name, jobs)
+        statuses = _parallel(chunks, tracker.uri, experiment, suite.name, jobs)
     else:
-        statuses = (_one(cfg, tracker, experiment, suite.name, lbl, progress) for cfg, lbl in todo)
-    for (cfg, label), status in zip(todo, statuses, strict=True):
+        statuses = (_one(chunk, tracker, experiment, suite.name, progress) for chunk in chunks)
+    for chunk, chunk_statuses in zip(chunks, statuses, strict=True):
+        (cfg, label) = chunk[-1]
         bar.set_postfix_str(f"{cfg.dataset} {label} seed {cfg.seed}")
-        counts[status] += 1
-        bar.update()
+        for status in chunk_statuses:
+            counts[status] += 1
+        bar.update(len(chunk))
     bar.close()
     counts["wall_time_s"] = time.perf_counter() - t0
     return counts
 
 
-def _one(cfg, tracker, experiment: str, suite: str, label: str, progress: bool) -> str:
-    return run_tracked(cfg, tracker, experiment, suite=suite, label=label,
-                       progress=progress).status  # fmt: skip
+def _one(chunk, tracker, experiment: str, suite: str, progress: bool) -> list[str]:
+    """The statuses of one population's runs (a chunk of (config, label) entries)."""
+    cfgs, labels = [c for c, _ in chunk], [lbl for _, lbl in chunk]
+    results = run_tracked_population(cfgs, tracker, experiment, suite=suite, labels=labels,
+                                     progress=progress)  # fmt: skip
+    return [r.status for r in results]
 
 
-def _parallel(todo, uri: str, experiment: str, suite: str, jobs: int):
-    """Statuses of `todo`'s runs, in order, trained on `jobs` spawned processes with one torch
-    thread each (on a 2-core machine two single-threaded runs beat one two-threaded run by far;
-    see the README). Each worker records its runs in the same store; it dies with the parent."""
+def _parallel(chunks, uri: str, experiment: str, suite: str, jobs: int):
+    """Statuses of each chunk's runs, in order, trained on `jobs` spawned processes with one
+    torch thread each (on a 2-core machine two single-threaded runs beat one two-threaded run
+    by far; see the README). Each worker records its runs in the same store; it dies with the
+    parent."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(jobs, initializer=worker_init) as pool:
-        args = [(cfg, uri, experiment, suite, label) for cfg, label in todo]
+        args = [(chunk, uri, experiment, suite) for chunk in chunks]
         yield from pool.imap(_pool_run, args, chunksize=1)
 
 
 _TRACKERS: dict[str, Any] = {}
 
 
-def _pool_run(args) -> str:
+def _pool_run(args) -> list[str]:
     from bench.tracking import MlflowTracker, NullTracker
 
-    cfg, uri, experiment, suite, label = args
+    chunk, uri, experiment, suite = args
     if uri not in _TRACKERS:
         _TRACKERS[uri] = NullTracker() if uri == "none" else MlflowTracker(uri)
-    return _one(cfg, _TRACKERS[uri], experiment, suite, label, False)
+    return _one(chunk, _TRACKERS[uri], experiment, suite, False)

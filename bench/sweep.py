@@ -14,6 +14,7 @@ that complete (or are pruned, or diverge).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -30,12 +31,13 @@ from typing import Any
 from bench.errors import ConfigError, safe_url
 from bench.methods import method_registry, search_space
 from bench.metrics.base import Metric
-from bench.run import execute, resolve
+from bench.run import execute_population, resolve
 from bench.sweep_artifacts import log_study_artifacts, study_tags
 from bench.tracking import pid_alive, writable_dir
 
 DONE_STATES = ("COMPLETE", "PRUNED")
 PRUNERS = ("median", "halving", "none")
+SAMPLER_ROUNDS = 4  # `auto` populations: the sampler sees results at least this many times
 
 
 class Diverged(Exception):
@@ -56,6 +58,7 @@ class SweepConfig:
     sampler_seed: int = 0
     device: str = "cpu"
     data_root: str = ""  # image data sets: where their files are ("" = the default place)
+    population: int | str = 1  # trials trained at once as one population (or "auto")
 
     @property
     def study_name(self) -> str:
@@ -74,7 +77,20 @@ class SweepConfig:
                           if search_space(method_registry.get(n))]  # fmt: skip
             raise ConfigError(f"method {self.method!r} has nothing to search; sweep one of: "
                               f"{', '.join(searchable)}")  # fmt: skip
-        self.run_config(default_params(self.method), self.tuning_seeds[0])
+        self.population_size(1)
+
+    def population_size(self, workers: int) -> int:
+        """Trials per population: `population`, at most an equal share of the budget per worker
+        so that every worker has trials. `auto` (by device and model) also keeps at least
+        SAMPLER_ROUNDS populations per study: trials of one population are suggested before
+        any of them is told, so the sampler learns only between populations."""
+        from bench.workers import choose_population
+
+        kind = self.run_config(default_params(self.method), self.tuning_seeds[0]).model.kind
+        k = choose_population(self.population, kind, self.device)
+        if self.population == "auto":
+            k = min(k, self.trials // SAMPLER_ROUNDS)
+        return max(1, min(k, -(-self.trials // workers)))
 
     def run_config(self, params: dict[str, float], seed: int):
         return resolve(self.dataset, [(self.method, params)], self.train, self.model, seed,
@@ -247,40 +263,64 @@ class Objective:
         }
 
     def __call__(self, trial) -> float | tuple[float, ...]:
-        import optuna
+        outcome = self.run_many([(trial, self.suggest(trial))])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-        params = self.suggest(trial)
+    def run_many(self, asked: list[tuple[Any, dict[str, float]]]) -> list[Any]:
+        """Train K asked (trial, params) at once, one population per tuning seed (a trial that
+        is pruned or diverges leaves the next seeds' populations); each trial's outcome: its
+        value(s), or the TrialPruned / Diverged that ends it. Each trial is its own nested run."""
+        with contextlib.ExitStack() as stack:
+            runs = [stack.enter_context(self._start(t, p)) for t, p in asked]
+            outcomes = self._train(asked, runs)
+            for (trial, _), run, outcome in zip(asked, runs, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    state = "PRUNED" if type(outcome).__name__ == "TrialPruned" else "FAIL"
+                    run.set_tags({"state": state, "reason": str(outcome)})
+                    continue
+                run.log_metrics(trial.number, {f"objective/{i}": v for i, v in enumerate(outcome)})
+                run.set_tags({"state": "COMPLETE"})
+        return [o if isinstance(o, BaseException) or len(o) > 1 else o[0] for o in outcomes]
+
+    def _start(self, trial, params):
         tags = {"kind": "trial", "study": self.cfg.study_name, "trial": trial.number,
                 "dataset": self.cfg.dataset, "method": self.cfg.method}  # fmt: skip
         flat = {f"trial.{k}": repr(v) for k, v in params.items()}
         name = f"{self.cfg.study_name}#{trial.number}"
-        outcome: BaseException | None = None
-        with self.tracker.start_run(self.experiment, name, tags, flat, parent=self.parent) as run:
-            try:
-                values = self._train(trial, run, params)
-                run.log_metrics(trial.number, {f"objective/{i}": v for i, v in enumerate(values)})
-                run.set_tags({"state": "COMPLETE"})
-            except (optuna.TrialPruned, Diverged) as e:
-                state = "PRUNED" if isinstance(e, optuna.TrialPruned) else "FAIL"
-                run.set_tags({"state": state, "reason": str(e)})
-                outcome = e
-        if outcome is not None:
-            raise outcome
-        return values[0] if len(values) == 1 else tuple(values)
+        return self.tracker.start_run(self.experiment, name, tags, flat, parent=self.parent)
 
-    def _train(self, trial, run, params) -> list[float]:
+    def _train(self, asked, runs) -> list[Any]:
+        import optuna
+
         metrics = self.objectives
-        per_seed = []
+        per_seed: list[list] = [[] for _ in asked]
+        outcomes: list[Any] = [None] * len(asked)
         for i, seed in enumerate(self.cfg.tuning_seeds):
-            cfg = self.cfg.run_config(params, seed)
-            offset = i * cfg.train.steps  # pruning steps keep increasing across tuning seeds
-            result = execute(cfg, on_log=self._reporter(trial, run, offset, metrics[0]))
-            if result.status == "diverged":
-                reason = f"diverged at step {result.diverged_step} (seed {seed})"
-                trial.set_user_attr("fail_reason", reason)
-                raise Diverged(reason)
-            per_seed.append([m.objective(result.metrics[f"eval/{m.name}"]) for m in metrics])
-        return [float(sum(v[j] for v in per_seed) / len(per_seed)) for j in range(len(metrics))]
+            live = [j for j in range(len(asked)) if outcomes[j] is None]
+            if not live:
+                break
+            cfgs = [self.cfg.run_config(asked[j][1], seed) for j in live]
+            offset = i * cfgs[0].train.steps  # pruning steps keep increasing across seeds
+            reporters = [self._reporter(asked[j][0], runs[j], offset, metrics[0]) for j in live]
+            for j, result in zip(live, execute_population(cfgs, reporters), strict=True):
+                if isinstance(result.error, optuna.TrialPruned):
+                    outcomes[j] = result.error
+                elif result.error is not None:
+                    raise result.error  # the tracker's failure, not a result
+                elif result.status == "diverged":
+                    reason = f"diverged at step {result.diverged_step} (seed {seed})"
+                    asked[j][0].set_user_attr("fail_reason", reason)
+                    outcomes[j] = Diverged(reason)
+                else:
+                    per_seed[j].append([m.objective(result.metrics[f"eval/{m.name}"])
+                                        for m in metrics])  # fmt: skip
+        return [
+            o if o is not None else
+            [float(sum(v[k] for v in per_seed[j]) / len(per_seed[j])) for k in range(len(metrics))]
+            for j, o in enumerate(outcomes)
+        ]  # fmt: skip
 
     def _reporter(self, trial, run, offset: int, metric: Metric):
         import optuna
@@ -300,39 +340,62 @@ class Objective:
         return on_log
 
 
-def run_trials(cfg: SweepConfig, study, storage, objective, heartbeat: int) -> None:
-    """Ask, train, tell, until the storage counts the study's budget. The budget is read from
-    the storage before each trial, so concurrent workers and invocations stop at exactly
-    `cfg.trials`: a trial asked past it (numbers are assigned by the storage, in order) is
-    marked `over_budget`, failed before it trains, and excluded from every count and curve."""
-    import optuna
+def run_trials(cfg: SweepConfig, study, storage, objective, heartbeat: int, k: int = 1) -> None:
+    """Ask, train, tell, until the storage counts the study's budget; up to `k` trials at a
+    time, trained as one population. The budget is read from the storage before each ask, so
+    concurrent workers and invocations stop at exactly `cfg.trials`: a trial asked past it
+    (numbers are assigned by the storage, in order) is marked `over_budget`, failed before it
+    trains, and excluded from every count and curve."""
     from optuna.trial import TrialState
 
     while True:
         reconcile(cfg, study, storage, heartbeat)
-        if sum(map(counts_toward_budget, study.get_trials(deepcopy=False))) >= cfg.trials:
+        counted = sum(map(counts_toward_budget, study.get_trials(deepcopy=False)))
+        if counted >= cfg.trials:
             return
-        trial = study.ask()
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        if sum(map(counts_toward_budget, earlier)) >= cfg.trials:
-            trial.set_user_attr("over_budget", True)
-            study.tell(trial, state=TrialState.FAIL)
-            return
-        study.sampler = make_sampler(cfg, trial.number)  # before the first suggest
-        with beating(storage, trial._trial_id, heartbeat):
-            try:
-                values = objective(trial)
-            except optuna.TrialPruned:
-                study.tell(trial, state=TrialState.PRUNED)
-                continue
-            except Diverged:
+        asked, over = [], False
+        for _ in range(min(k, cfg.trials - counted)):
+            trial = study.ask()
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+            if sum(map(counts_toward_budget, earlier)) >= cfg.trials:
+                trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)
-                continue
-            except BaseException:
+                over = True
+                break
+            asked.append(trial)
+        params = []
+        for trial in asked:
+            study.sampler = make_sampler(cfg, trial.number)  # before the trial's first suggest
+            params.append(objective.suggest(trial))
+        _train_and_tell(study, storage, objective, list(zip(asked, params, strict=True)),
+                        heartbeat)  # fmt: skip
+        if over:
+            return
+
+
+def _train_and_tell(study, storage, objective, asked, heartbeat: int) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    if not asked:
+        return
+    with contextlib.ExitStack() as stack:
+        for trial, _ in asked:
+            stack.enter_context(beating(storage, trial._trial_id, heartbeat))
+        try:
+            outcomes = objective.run_many(asked)
+        except BaseException:
+            for trial, _ in asked:
                 study.tell(trial, state=TrialState.FAIL)  # Ctrl-C or a bug: not a result
-                raise
-        study.tell(trial, values)
+            raise
+    for (trial, _), outcome in zip(asked, outcomes, strict=True):
+        if isinstance(outcome, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+        elif isinstance(outcome, Diverged):
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, outcome)
 
 
 @contextmanager
@@ -357,7 +420,7 @@ def beating(storage, trial_id: int, interval: int):
 
 
 def work(cfg: SweepConfig, storage_url: str, tracking_uri: str | None, experiment: str,
-         heartbeat: int) -> None:  # fmt: skip
+         heartbeat: int, workers: int = 1) -> None:  # fmt: skip
     """One worker: run trials of the study (in this process) until its budget is reached."""
     import optuna
 
@@ -368,7 +431,8 @@ def work(cfg: SweepConfig, storage_url: str, tracking_uri: str | None, experimen
     study = open_study(cfg, storage)
     tracker = NullTracker() if tracking_uri == "none" else MlflowTracker(tracking_uri)
     parent = tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))
-    run_trials(cfg, study, storage, Objective(cfg, tracker, experiment, parent), heartbeat)
+    objective = Objective(cfg, tracker, experiment, parent)
+    run_trials(cfg, study, storage, objective, heartbeat, cfg.population_size(workers))
 
 
 def _worker(*args) -> None:
@@ -403,7 +467,7 @@ def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=N
     reconcile(cfg, study, storage, heartbeat)
     tracker.reconcile(experiment)  # MLflow runs left RUNNING by dead processes
     tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))  # before workers look for it
-    args = (cfg, storage_url, tracker.uri, experiment, heartbeat)
+    args = (cfg, storage_url, tracker.uri, experiment, heartbeat, workers)
     if workers > 1 and done_count(study) < cfg.trials:
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch or DB state
         procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]

@@ -1,9 +1,11 @@
 """THE training loop: n_critic D updates then one G update per step, each through `_update`,
 which calls the method hooks at fixed points (see bench/methods/base.py for the order).
 
-The loop knows no method by name. Statistics stay on the device (bench/stats.py) and are read
-only every `log_every` steps; divergence (a non-finite loss or gradient norm) is detected there,
-stops the run with status `diverged` and records the first bad step. It is a result, not a crash.
+The loop knows no method by name. It trains a population of K runs as one set of batched
+tensors (bench/population.py); the ordinary run is the population of one. Statistics stay on the
+device (bench/stats.py), per run, and are read only every `log_every` steps; divergence (a
+non-finite loss or gradient norm) is detected there, ends that run with status `diverged` and
+records its first bad step. It is a result, not a crash, and the other runs go on.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -20,9 +22,10 @@ from tqdm import tqdm
 from bench.config import TrainConfig
 from bench.datasets.base import Dataset
 from bench.losses import LOSSES
-from bench.methods.base import LossContext, Method, UpdateContext
+from bench.methods.base import LossContext, Method, MethodConfig, UpdateContext
 from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
+from bench.population import Single, member, stack
 from bench.stats import DeviceStats
 
 EVAL_BATCH = 10_000
@@ -30,7 +33,7 @@ EVAL_BATCH = 10_000
 
 @dataclass
 class RunResult:
-    status: str  # "finished" or "diverged"
+    status: str  # "finished", "diverged", or "stopped" (its on_log raised: `error`)
     steps: int  # generator steps completed
     diverged_step: int | None
     metrics: dict[str, float]  # final evaluation, keys "eval/..."
@@ -38,6 +41,7 @@ class RunResult:
     wall_time_s: float = 0.0  # training and evaluation
     train_time_s: float = 0.0  # the training loop alone (with its periodic flushes and evals)
     samples: torch.Tensor | None = None  # the final evaluation's samples (first few thousand)
+    error: Exception | None = None  # what the run's `on_log` raised (status `stopped`)
 
 
 class Sampler:
@@ -70,16 +74,17 @@ class Sampler:
 
 @dataclass
 class _Role:
-    model: nn.Module
+    model: nn.Module  # the ordinary model (K = 1) or the stacked one
     opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    methods: list[Method]
+    hooks: list[tuple[Method, UpdateContext]]  # each targeting method with its kept context
     params: list[torch.Tensor]
-    contexts: list[UpdateContext]  # one per method, kept across updates (it holds the state)
     touches_grads: bool = False  # some method overrides after_backward
 
 
 def make_optimizer(params, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """The run's optimizer. Adam, RMSprop and SGD are elementwise, so on stacked tensors they
+    are K independent optimizers (Adam bitwise so)."""
     if train.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), foreach=True)
     if train.optimizer == "rmsprop":
@@ -87,81 +92,112 @@ def make_optimizer(params, train: TrainConfig, lr: float) -> torch.optim.Optimiz
     return torch.optim.SGD(params, lr=lr, momentum=train.beta1, nesterov=True, foreach=True)
 
 
+def _members(model: nn.Module | list[nn.Module]) -> list[nn.Module]:
+    return list(model) if isinstance(model, list | tuple) else [model]
+
+
 class Trainer:
-    """Trains G against D on `dataset` with `methods` plugged in at the hook points."""
+    """Trains G against D on `dataset` with `methods` plugged in at the hook points, for one
+    run or a population of K runs at once (bench/population.py), with one code path.
+
+    `generator` and `discriminator` are one model each, or lists of K models (member i built
+    with seed `seeds[i]`); `configs[j]` holds method j's config of each member (default: the
+    method's own config for all). A member's trajectory depends on its seed, its configs and the
+    shared options only: data, noise and penalty draws come from its own generators."""
 
     def __init__(
         self,
-        generator: nn.Module,
-        discriminator: nn.Module,
+        generator: nn.Module | list[nn.Module],
+        discriminator: nn.Module | list[nn.Module],
         dataset: Dataset,
         methods: list[Method],
         train: TrainConfig,
         *,
         z_dim: int,
         seed: int = 0,
+        seeds: list[int] | None = None,
+        configs: list[tuple[MethodConfig, ...]] | None = None,
         device: torch.device | str = "cpu",
-        on_log: Callable[[int, dict[str, float]], None] | None = None,
+        on_log: Callable[[int, dict[str, float]], None] | list[Callable] | None = None,
         metrics: tuple[Metric, ...] | None = None,
     ):
         self.device = torch.device(device)
         self.metrics = metrics if metrics is not None else dataset.declare_metrics(train)
-        self.train, self.dataset, self.z_dim, self.seed = train, dataset, z_dim, seed
+        self.train, self.dataset, self.z_dim = train, dataset, z_dim
+        self.g_members, self.d_members = _members(generator), _members(discriminator)
+        self.seeds = list(seeds) if seeds is not None else [seed]
+        self.runs = k = len(self.seeds)
+        if not len(self.g_members) == len(self.d_members) == k:
+            raise ValueError(f"{k} seeds for {len(self.g_members)} G and {len(self.d_members)} D")
+        self.seed = self.seeds[0]
         self.loss = LOSSES[train.loss]
-        self.on_log = on_log
-        self.G, self.D = generator.to(self.device), discriminator.to(self.device)
-        self.norms = GradNorms()  # one measurement per gradient state, shared with methods
+        self.on_log = on_log if isinstance(on_log, list) else [on_log] * k
+        for m in (*self.g_members, *self.d_members):
+            m.to(self.device)
+        # K = 1: the ordinary models, viewed as a one-member population for the forward pass.
+        self.G, self.D = (x[0] if k == 1 else stack(x) for x in (self.g_members, self.d_members))
+        self._G, self._D = (Single(m) if k == 1 else m for m in (self.G, self.D))
+        self.norms = GradNorms(stacked=k > 1)  # one measurement per gradient state, per run
+        configs = configs or [(m.config,) * k for m in methods]
         self.roles = {
-            "generator": self._role("generator", self.G, methods),
-            "discriminator": self._role("discriminator", self.D, methods),
+            "generator": self._role("generator", self.G, methods, configs),
+            "discriminator": self._role("discriminator", self.D, methods, configs),
         }
-        self.data_rng = self._rng(0)
-        self.noise_rng = self._rng(1)
-        self.method_rng = self._rng(3)  # penalties draw here, so data and noise stay paired
-        self.stats = DeviceStats()
+        self.data_rngs = [self._rng(s, 0) for s in self.seeds]
+        self.noise_rngs = [self._rng(s, 1) for s in self.seeds]
+        self.method_rngs = [self._rng(s, 3) for s in self.seeds]  # so data and noise stay paired
+        self.stats = DeviceStats(k)
         self.step = 0
         self._layer_stats_due = False
-        self.last_samples: torch.Tensor | None = None
+        self.last_samples: list[torch.Tensor | None] = [None] * k
+        self._errors: list[Exception | None] = [None] * k
 
-    def _role(self, role: str, model: nn.Module, methods: list[Method]) -> _Role:
+    def _role(self, role: str, model: nn.Module, methods: list[Method], configs) -> _Role:
         """Optimizer, scaler and the methods that target `role` (the trainer does the filtering)."""
-        mine = [m for m in methods if role in m.config.targets]
+        mine = [(m, c) for m, c in zip(methods, configs, strict=True) if role in m.config.targets]
         lr = self.train.lr_mult * (self.train.lr_g if role == "generator" else self.train.lr_d)
         params = [p for p in model.parameters() if p.requires_grad]
         return _Role(
             model=model,
             opt=make_optimizer(model.parameters(), self.train, lr),
             scaler=torch.amp.GradScaler(self.device.type, enabled=self.train.amp),
-            methods=mine,
+            hooks=[(m, UpdateContext(role, model, params, self.norms, self.train.stats,
+                                     runs=self.runs, configs=tuple(c))) for m, c in mine],
             params=params,
-            contexts=[
-                UpdateContext(role, model, params, self.norms, self.train.stats) for _ in mine
-            ],  # fmt: skip
-            touches_grads=any(type(m).after_backward is not Method.after_backward for m in mine),
-        )
+            touches_grads=any(type(m).after_backward is not Method.after_backward for m, _ in mine),
+        )  # fmt: skip
 
-    def _rng(self, offset: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+    def _rng(self, seed: int, offset: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed * 1000 + offset)
 
     def _autocast(self):
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         return torch.autocast(self.device.type, dtype=dtype, enabled=self.train.amp)
 
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, generator=self.noise_rng, device=self.device)
+        """[K, n, z]: each run's noise from its own generator."""
+        return torch.stack([torch.randn(n, self.z_dim, generator=r, device=self.device)
+                            for r in self.noise_rngs])  # fmt: skip
+
+    def _real(self, n: int) -> torch.Tensor:
+        """[K, n, ...]: each run's batch from its own generator, in the models' dtype."""
+        real = torch.stack([self.dataset.sample(n, r) for r in self.data_rngs])
+        return real.to(self.roles["discriminator"].params[0].dtype)
 
     def _record(self, prefix: str, values: dict[str, torch.Tensor]) -> None:
         for k, v in values.items():
             self.stats.add(f"{prefix}/{k}", v, self.step)
 
     def _update(self, role: str, terms: dict[str, torch.Tensor], ctx: LossContext) -> None:
-        """One optimizer update: loss hooks, backward, unscale, after_backward, step, after_step."""
+        """One optimizer update: loss hooks, backward, unscale, after_backward, step, after_step.
+        Terms and losses are per run, [K]; the backward pass takes their sum (runs are
+        independent, so each run's gradients are its own loss's)."""
         r = self.roles[role]
-        for m in r.methods:
-            terms = m.loss(terms, ctx)
+        for m, c in r.hooks:
+            terms = m.loss(terms, replace(ctx, configs=c.configs, _params=c._params))
         loss = sum(terms.values())
         r.opt.zero_grad(set_to_none=True)
-        r.scaler.scale(loss).backward()
+        r.scaler.scale(loss.sum()).backward()
         r.scaler.unscale_(r.opt)  # hooks see true gradients (a no-op without AMP)
         self.norms.new_update()
         self.stats.add(f"loss/{role}", loss, self.step)
@@ -171,8 +207,8 @@ class Trainer:
             grads = grads_of(r.params)
             pre = self.norms.norm(grads)
             if self._layer_stats_due:
-                self._record(f"layer/{role}", layer_grad_stats(r.model))
-        for m, c in zip(r.methods, r.contexts, strict=True):
+                self._record(f"layer/{role}", layer_grad_stats(r.model, self.runs > 1))
+        for m, c in r.hooks:
             c.step = self.step
             self._record(f"method/{m.name}/{role}", m.after_backward(c))
         if self.train.stats:
@@ -182,35 +218,37 @@ class Trainer:
             self.stats.add(f"grad/{role}/norm_post", post, self.step)
         r.scaler.step(r.opt)
         r.scaler.update()
-        for m, c in zip(r.methods, r.contexts, strict=True):
+        for m, c in r.hooks:
             self._record(f"method/{m.name}/{role}", m.after_step(c))
 
     def _d_step(self) -> torch.Tensor:
-        real = self.dataset.sample(self.train.batch_size, self.data_rng)
+        real = self._real(self.train.batch_size)
         with self._autocast():
             with torch.no_grad():
-                fake = self.G(self._noise(self.train.batch_size))
-            d_real, d_fake = self.D(real), self.D(fake)
+                fake = self._G(self._noise(self.train.batch_size))
+            d_real, d_fake = self._D(real), self._D(fake)
             terms = {"adv": self.loss.discriminator(d_real, d_fake)}
-            ctx = LossContext(real, fake, self.D, self.method_rng, "discriminator")
+            ctx = LossContext(real, fake, self._D, self.method_rngs, "discriminator")
             self._update("discriminator", terms, ctx)
-        if self.train.stats:  # whole batches: averaged at the flush, not per step
-            self.stats.add("d/real", d_real, self.step)
-            self.stats.add("d/fake", d_fake, self.step)
+        if self.train.stats:  # batch means per run
+            self.stats.add("d/real", d_real.detach().float().mean(-1), self.step)
+            self.stats.add("d/fake", d_fake.detach().float().mean(-1), self.step)
         return real
 
     def _g_step(self, real: torch.Tensor) -> None:
         with self._autocast():
-            fake = self.G(self._noise(self.train.batch_size))
-            terms = {"adv": self.loss.generator(self.D(fake))}
-            ctx = LossContext(real, fake, self.D, self.method_rng, "generator")
+            fake = self._G(self._noise(self.train.batch_size))
+            terms = {"adv": self.loss.generator(self._D(fake))}
+            ctx = LossContext(real, fake, self._D, self.method_rngs, "generator")
             self._update("generator", terms, ctx)
 
-    def evaluate(self) -> dict[str, float]:
-        sampler = Sampler(self.G, self.z_dim, self.device, self.seed * 1000 + 2)
+    def evaluate(self, run: int = 0) -> dict[str, float]:
+        """Run `run`'s evaluation: its generator alone, as an ordinary model."""
+        g = member(self._G, self.g_members[run], run)
+        sampler = Sampler(g, self.z_dim, self.device, self.seeds[run] * 1000 + 2)
         metrics = evaluate(self.dataset, self.metrics, sampler, self.train.eval_samples)
         if sampler.first is not None:
-            self.last_samples = sampler.first[: self.dataset.keep_samples].cpu()
+            self.last_samples[run] = sampler.first[: self.dataset.keep_samples].cpu()
         return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
     def _critic_updates(self) -> int:
@@ -220,12 +258,21 @@ class Trainer:
         return 100 if self.train.critic_schedule == "wgan" and warm else self.train.n_critic
 
     def fit(self, progress: bool = False) -> RunResult:
-        """Train for `train.steps` generator steps (or until divergence) and evaluate."""
+        """Train the one run for `train.steps` generator steps (or until divergence), evaluate."""
+        if self.runs != 1:
+            raise ValueError(f"fit() trains one run; this trainer holds {self.runs}: fit_all()")
+        return self.fit_all(progress)[0]
+
+    def fit_all(self, progress: bool = False) -> list[RunResult]:
+        """Train every run for `train.steps` generator steps and evaluate each. A run whose
+        statistics turn non-finite ends there (status `diverged`, evaluated at that step) while
+        the others go on: its slice computes on, but nothing of it is read again."""
         t0, tr = time.perf_counter(), self.train
-        history: list[tuple[int, dict[str, float]]] = []
-        status, bad_step = "finished", None
+        histories: list[list] = [[] for _ in range(self.runs)]
+        results: list[RunResult | None] = [None] * self.runs
+        active = list(range(self.runs))
         bar = tqdm(total=tr.steps, disable=not progress, file=sys.stderr, desc="train", leave=False)
-        while self.step < tr.steps:
+        while self.step < tr.steps and active:
             due = tr.stats and self.step % tr.layer_stats_every == 0
             for i in range(self._critic_updates()):
                 self._layer_stats_due = due and i == 0  # once per step and role
@@ -234,29 +281,44 @@ class Trainer:
             self._g_step(real)
             self.step += 1
             bar.update()
-            due_log = self.step % tr.log_every == 0 or self.step % tr.eval_every == 0
-            if due_log or self.step == tr.steps:
-                bad_step = self._log(history, bar)
-                if bad_step is not None:
-                    status = "diverged"
-                    break
+            done = self.step == tr.steps
+            if self.step % tr.log_every == 0 or self.step % tr.eval_every == 0 or done:
+                for run, bad in self._log(histories, bar, active):
+                    results[run] = self._result(run, "diverged", bad, histories[run], t0)
+                    active.remove(run)
+                for run in [r for r in active if self._errors[r] is not None]:
+                    results[run] = self._result(run, "stopped", None, histories[run], t0)
+                    active.remove(run)
         bar.close()
-        train_time = time.perf_counter() - t0
-        metrics = self._final_metrics(history)
-        wall = time.perf_counter() - t0
-        return RunResult(
-            status, self.step, bad_step, metrics, history, wall, train_time, self.last_samples
-        )
+        for run in active:
+            results[run] = self._result(run, "finished", None, histories[run], t0)
+        return results
 
-    def _final_metrics(self, history) -> dict[str, float]:
+    def _result(self, run: int, status: str, bad: int | None, history, t0: float) -> RunResult:
+        train_time = time.perf_counter() - t0
+        metrics = self._final_metrics(run, history)
+        wall = time.perf_counter() - t0
+        return RunResult(status, self.step, bad, metrics, history, wall, train_time,
+                         self.last_samples[run], self._errors[run])  # fmt: skip
+
+    def _tell(self, run: int, logged: dict[str, float]) -> None:
+        """Run `run`'s `on_log`. What it raises (a sweep's pruning) ends that run alone, at this
+        step; the exception is kept on its result, for the caller to act on."""
+        if self.on_log[run] is None or self._errors[run] is not None:
+            return
+        try:
+            self.on_log[run](self.step, logged)
+        except Exception as e:  # kept on the result and re-raised by the caller, not swallowed
+            self._errors[run] = e
+
+    def _final_metrics(self, run: int, history) -> dict[str, float]:
         """The evaluation at the last step: reused when the last flush evaluated, else run now
         (an off-cadence end, or a divergence) and merged into the history."""
         last = history[-1][1] if history and history[-1][0] == self.step else None
         metrics = {k: v for k, v in (last or {}).items() if k.startswith("eval/")}
         if not metrics:
-            metrics = self.evaluate()
-            if self.on_log is not None:
-                self.on_log(self.step, metrics)
+            metrics = self.evaluate(run)
+            self._tell(run, metrics)
             if last is None:
                 history.append((self.step, metrics))
             else:
@@ -264,26 +326,32 @@ class Trainer:
         return metrics
 
     def _clip_rates(self) -> None:
-        """Clip rate per role: the fraction of updates whose gradient norm a method reduced,
-        derived from the recorded norms at flush time instead of per step."""
+        """Clip rate per role and run: the fraction of updates whose gradient norm a method
+        reduced, derived from the recorded norms at flush time instead of per step."""
         for role in self.roles:
             pre = self.stats.series(f"grad/{role}/norm_pre")
             post = self.stats.series(f"grad/{role}/norm_post")
             if pre.numel():
-                self.stats.add(f"clip/{role}/rate", (post < pre * (1 - 1e-6)).float().mean(), 0)
+                self.stats.add(f"clip/{role}/rate", (post < pre * (1 - 1e-6)).float().mean(0), 0)
 
-    def _log(self, history, bar) -> int | None:
-        """Flush the device statistics (and evaluate when due); the first non-finite step."""
+    def _log(self, histories, bar, active: list[int]) -> list[tuple[int, int]]:
+        """Flush the device statistics (and evaluate the active runs when due); the active runs
+        that turned non-finite since the last flush, with their first bad step."""
         self._clip_rates()
         # Under AMP an overflowing gradient is the scaler's business (it skips the step).
         watch = ("loss/",) if self.train.amp else ("loss/", "grad/")
-        logged, bad_step = self.stats.flush(watch=watch)
-        if bad_step is None and (self.step % self.train.eval_every == 0):
-            logged |= self.evaluate()
-        history.append((self.step, logged))
-        if self.on_log is not None:
-            self.on_log(self.step, logged)
-        shown = {k.split("/", 1)[1]: v for k, v in logged.items() if k.startswith("eval/")}
-        if shown:
+        logged, bad_steps = self.stats.flush(watch=watch)
+        diverged = []
+        for run in active:
+            if bad_steps[run] is not None:
+                diverged.append((run, bad_steps[run]))
+            elif self.step % self.train.eval_every == 0:
+                logged[run] |= self.evaluate(run)
+            histories[run].append((self.step, logged[run]))
+            self._tell(run, logged[run])
+        shown = {k.split("/", 1)[1]: v for k, v in logged[active[0]].items() if k[:5] == "eval/"}
+        if shown and self.runs == 1:
             bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if k != "all_modes"})
-        return bad_step
+        elif self.runs > 1:
+            bar.set_postfix({"runs": len(active) - len(diverged)})
+        return diverged

@@ -60,3 +60,39 @@ def set_run_threads(kind: str, device: str) -> tuple[int, str]:
 def thread_params() -> dict[str, int | str]:
     """The last run's thread choice (in this process) as MLflow params."""
     return {"host.threads": _CHOICE[0], "host.threads_reason": _CHOICE[1]}
+
+
+# Runs per population under `--population auto` (bench/population.py). CPU: an MLP population
+# shares each core's matrix units (`make perf` measures it); convs gain nothing on a CPU (a
+# grouped conv is about as slow as K convs), so they stay single. CUDA: a small run is
+# launch-bound, so many runs share each kernel; not yet measured on a GPU here (see the README).
+AUTO_POPULATION = {("cpu", "vector"): 16, ("cpu", "image"): 1,
+                   ("cuda", "vector"): 256, ("cuda", "image"): 16}  # fmt: skip
+
+
+def choose_population(requested: int | str, kind: str, device: str) -> int:
+    """Runs trained together in one population: `requested`, or for `auto` by device and model."""
+    from bench.config import VECTOR_KINDS
+    from bench.errors import ConfigError
+
+    if requested == "auto":
+        where = "cpu" if device.startswith("cpu") else "cuda"
+        return AUTO_POPULATION[(where, "vector" if kind in VECTOR_KINDS else "image")]
+    if isinstance(requested, int) and not isinstance(requested, bool) and requested >= 1:
+        return requested
+    raise ConfigError(f"population={requested!r} is not allowed; allowed: auto or an integer >= 1")
+
+
+def parse_population(text: str) -> int | str:
+    """The CLI's --population: `auto` or a positive integer."""
+    from bench.errors import ConfigError
+
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"population={text!r} is not allowed; allowed: auto or an integer >= 1")
+    return value

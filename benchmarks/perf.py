@@ -7,8 +7,10 @@ each variant and the ratios harness / bare (statistics off) and statistics on / 
 The harness is timed over its training loop, periodic statistics flushes included (the final
 evaluation is not: the bare loop has none). Then what recording costs: the same 1,000-step run
 untracked, into a local SQLite store, and into an `mlflow server` on loopback. Then parallel
-runs: run-steps per second of the same runs one after another in this process, and on `--jobs`
-worker processes of one thread each (what suites and sweeps do), interleaved, with the ratio.
+runs: run-steps per second of the same runs one after another in this process, on `--jobs`
+worker processes of one thread each (what suites and sweeps do), as populations of K runs in
+one process (bench/population.py), and as populations on every worker, interleaved, with the
+ratios against the sequential harness.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from bench.config import ModelSpec
 from bench.datasets import create_dataset
 from bench.models import build_models
-from bench.run import execute, resolve
+from bench.run import execute, execute_population, resolve
 
 
 def bare_loop(steps: int, batch: int, seed: int = 0) -> float:
@@ -143,6 +145,7 @@ def main() -> None:
         "--jobs", type=int, default=os.cpu_count() or 1, help="1 skips the parallel part"
     )
     p.add_argument("--parallel-steps", type=int, default=1000)
+    p.add_argument("--population-steps", type=int, default=300, help="0 skips populations")
     args = p.parse_args()
     torch.set_num_threads(1)  # one thread per process: see the README's CPU notes
     variants = {
@@ -171,11 +174,67 @@ def main() -> None:
         tracking_cost(args.tracking_steps, max(3, args.rounds // 2))
     if args.jobs > 1:
         parallel_throughput(args.jobs, args.parallel_steps, max(2, args.rounds // 3))
+    if args.population_steps:
+        population_throughput(args.jobs, args.population_steps, max(2, args.rounds // 3))
 
 
 def _one_run(steps: int) -> int:
     harness(steps, 256, True)
     return steps
+
+
+def population_configs(k: int, steps: int, device: str = "cpu", model: dict | None = None,
+                       dataset: str = "ring8", batch: int = 256) -> list:  # fmt: skip
+    """K members of the perf run (norm clipping at K different thresholds, K seeds)."""
+    train = {"steps": steps, "batch_size": batch, "eval_every": 10**6, "eval_samples": 10,
+             "log_every": 100}  # fmt: skip
+    return [resolve(dataset, [("norm_clip", {"max_norm": 0.5 + i / k})], train, model or {},
+                    i, device) for i in range(k)]  # fmt: skip
+
+
+def population_rate(k: int, steps: int, device: str = "cpu", **kw) -> float:
+    """Run-steps per second of one K-member population (its training loop)."""
+    results = execute_population(population_configs(k, steps, device, **kw))
+    return k * steps / results[0].train_time_s
+
+
+def _population_task(args) -> int:
+    k, steps = args
+    population_rate(k, steps)
+    return k * steps
+
+
+def population_throughput(jobs: int, steps: int, rounds: int, sizes=(1, 4, 16, 64)) -> None:
+    """Run-steps per second of MLP populations of K runs in this process (one thread), and of
+    populations on each of `jobs` workers, against sequential single runs, interleaved."""
+    import multiprocessing as mp
+
+    from bench.workers import worker_init
+
+    k_jobs = max(sizes)
+    rates: dict[str, list[float]] = {"sequential": []}
+    with mp.get_context("spawn").Pool(jobs, initializer=worker_init) as pool:
+        pool.map(_population_task, [(2, 10)] * jobs)  # start-up, outside the timing
+        population_rate(2, 10)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(2):
+                _one_run(steps)
+            rates["sequential"].append(2 * steps / (time.perf_counter() - t0))
+            for k in sizes:
+                rates.setdefault(f"population K={k}", []).append(population_rate(k, steps))
+            t0 = time.perf_counter()
+            done = sum(pool.map(_population_task, [(k_jobs, steps)] * jobs, chunksize=1))
+            rates.setdefault(f"{jobs} workers x K={k_jobs}", []).append(
+                done / (time.perf_counter() - t0)
+            )
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    seq = med["sequential"]
+    print(f"populations ({rounds} interleaved rounds, {steps} steps, MLP on ring8, statistics "
+          f"on, one thread per process):")  # fmt: skip
+    for name, rate in med.items():
+        print(f"  {name:>22}: {rate:8.0f} run-steps/s  ({rate / seq:.2f}x sequential)")
+    print("  dcgan: populations train as K = 1 (grouped convs are not built; see the README)")
 
 
 def parallel_throughput(jobs: int, steps: int, rounds: int) -> None:

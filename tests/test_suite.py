@@ -39,27 +39,47 @@ def test_two_jobs_record_the_same_runs_as_one(mlflow_tracker):
     assert len(mlflow_tracker.runs("t-jobs2")) == 4
 
 
+def test_populations_record_the_same_runs_as_single_runs(mlflow_tracker):
+    """`--population 2`: each member is its own run, tagged with its population; the same
+    (config, seed) set as one run at a time, and the same results up to float32 rounding."""
+    run_suite(MICRO, mlflow_tracker, "t-pop1", "cpu", progress=False)
+    counts = run_suite(MICRO, mlflow_tracker, "t-pop2", "cpu", progress=False, population=2)
+    assert (counts["finished"], counts["total"]) == (4, 4)
+    runs = mlflow_tracker.runs("t-pop2")
+    assert len(runs) == 4 and all(r.tags["population"].endswith("/2") for r in runs)
+    assert len({r.tags["population"] for r in runs}) == 2  # one per method, seeds as members
+    assert "population" not in mlflow_tracker.runs("t-pop1")[0].tags
+
+    def results(experiment):
+        return {(r.tags["config_hash"], r.tags["seed"]): r.metrics["eval/mode_tv"]
+                for r in mlflow_tracker.runs(experiment)}  # fmt: skip
+
+    one, two = results("t-pop1"), results("t-pop2")
+    assert one.keys() == two.keys()
+    assert all(two[k] == pytest.approx(one[k], abs=0.02) for k in one)
+
+
 def test_interrupted_run_is_marked_killed_and_redone_without_duplicates(
     mlflow_tracker, monkeypatch
 ):
-    real = suite_mod.run_tracked
+    real = suite_mod.run_tracked_population
     calls = []
 
-    def interrupt_second(cfg, tracker, experiment, **kw):
-        calls.append(cfg)
+    def interrupt_second(cfgs, tracker, experiment, **kw):
+        calls.append(cfgs)
         if len(calls) == 2:
             kw["progress"] = False
-            with tracker.start_run(experiment, "x", {"config_hash": config_hash(cfg),
-                                                     "seed": cfg.seed}, {}):  # fmt: skip
+            with tracker.start_run(experiment, "x", {"config_hash": config_hash(cfgs[0]),
+                                                     "seed": cfgs[0].seed}, {}):  # fmt: skip
                 raise KeyboardInterrupt
-        return real(cfg, tracker, experiment, **kw)
+        return real(cfgs, tracker, experiment, **kw)
 
-    monkeypatch.setattr(suite_mod, "run_tracked", interrupt_second)
+    monkeypatch.setattr(suite_mod, "run_tracked_population", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         run_suite(MICRO, mlflow_tracker, "t-kill", "cpu", progress=False)
     statuses = sorted(r.status for r in mlflow_tracker.runs("t-kill"))
     assert statuses == ["FINISHED", "KILLED"]
-    monkeypatch.setattr(suite_mod, "run_tracked", real)
+    monkeypatch.setattr(suite_mod, "run_tracked_population", real)
     counts = run_suite(MICRO, mlflow_tracker, "t-kill", "cpu", progress=False)
     assert (counts["skipped"], counts["finished"]) == (1, 3)
     runs = mlflow_tracker.runs("t-kill")  # the killed leftover was removed before its redo

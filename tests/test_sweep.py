@@ -56,6 +56,28 @@ def test_diverging_trials_fail_with_their_reason_and_the_study_goes_on(tmp_path)
     assert all("diverged at step" in t.user_attrs["fail_reason"] for t in study.trials)
 
 
+def test_a_population_of_trials_counts_each_trial_and_records_each_run(mlflow_tracker, tmp_path):
+    """Four trials asked two at a time (one population per tuning seed): the same budget, four
+    nested runs with their own states, each trial's own parameter and intermediate values."""
+    cfg = tiny_sweep(4, tuning_seeds=(1000, 1001), population=2)
+    assert cfg.population_size(workers=1) == 2
+    out = run_sweep(cfg, f"sqlite:///{tmp_path}/o.db", tracker=mlflow_tracker, experiment="swp")
+    assert out["trials"] == 4 and out["done"] == 4
+    study = open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db"))
+    assert len({t.params["max_norm"] for t in study.trials}) == 4
+    for t in study.trials:
+        if t.state.name == "COMPLETE":  # reports at 5..20 on the first seed, 25..40 on the second
+            assert sorted(t.intermediate_values) == [5, 10, 15, 20, 25, 30, 35, 40]
+    children = [r for r in mlflow_tracker.runs("swp") if r.tags.get("kind") == "trial"]
+    assert len(children) == 4 and all("state" in r.tags for r in children)
+
+
+def test_auto_population_leaves_the_sampler_four_rounds():
+    assert tiny_sweep(20, population="auto").population_size(workers=1) == 5
+    assert tiny_sweep(8, population="auto").population_size(workers=2) == 2
+    assert tiny_sweep(8, population=16).population_size(workers=2) == 4  # a share per worker
+
+
 def test_hopeless_trial_is_pruned_at_its_first_report():
     cfg = tiny_sweep(3)
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=2))

@@ -84,7 +84,7 @@ def test_hooks_get_an_explicit_context_whose_state_the_trainer_keeps_per_role():
     steps = []
     trainer = _trainer([Counter()], steps=3, n_critic=2)
     trainer.fit()
-    d, g = (trainer.roles[r].contexts[0] for r in ("discriminator", "generator"))
+    d, g = (trainer.roles[r].hooks[0][1] for r in ("discriminator", "generator"))
     assert d.state == {"n": 6} and g.state == {"n": 3} and d.model is trainer.D
     assert steps[:3] == [("discriminator", 0), ("discriminator", 0), ("generator", 0)]
 

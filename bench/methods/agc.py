@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench.methods.base import Method, MethodConfig, register_method
+from bench.metrics.gradients import per_run, run_views
 from bench.params import Search, param
 
 OUTPUT_LAYER = "out"  # the name bench.models gives the last layer of G and D
@@ -30,26 +31,37 @@ class AGCConfig(MethodConfig):
 
 
 def unit_dim(module: nn.Module) -> int:
-    """The dim of a weight that indexes output units."""
+    """The dim of a weight that indexes output units (a population's batched layers say)."""
+    if hasattr(module, "unit_dim"):
+        return module.unit_dim
     transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
     return 1 if transposed else 0
 
 
 def unitwise_norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """L2 norm over every dim but `dim` (keepdim); whole-tensor norm for vectors and scalars."""
-    if x.ndim <= 1:
-        return torch.linalg.vector_norm(x)
-    dims = [d for d in range(x.ndim) if d != dim]
+    """For x [K, ...] with a leading run dim: the L2 norm over every dim but the run dim and
+    `dim` (keepdim); each run's whole-tensor norm for vectors and scalars."""
+    if x.ndim <= 2:
+        return torch.linalg.vector_norm(x.flatten(1), dim=1).view(-1, *[1] * (x.ndim - 1))
+    dims = [d for d in range(1, x.ndim) if d != dim]
     return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
 
 
-def agc_(param: torch.Tensor, dim: int, clipping: float, eps: float) -> torch.Tensor:
-    """Clip `param.grad` in place; returns the boolean mask of clipped units."""
-    g = param.grad
-    max_norm = unitwise_norm(param.detach(), dim).clamp_min(eps) * clipping
-    g_norm = unitwise_norm(g, dim)
+def agc_(
+    weight: torch.Tensor,
+    grad: torch.Tensor,
+    dim: int,
+    clipping: torch.Tensor | float,
+    eps: torch.Tensor | float,
+) -> torch.Tensor:
+    """Clip `grad` in place, both [K, ...] with units along `dim` (clipping and eps [K] or
+    numbers); returns the boolean mask of clipped units."""
+    if isinstance(clipping, torch.Tensor):
+        clipping, eps = per_run(clipping, weight), per_run(eps, weight)
+    max_norm = torch.clamp(unitwise_norm(weight.detach(), dim), min=eps) * clipping
+    g_norm = unitwise_norm(grad, dim)
     over = g_norm > max_norm
-    g.copy_(torch.where(over, g * (max_norm / g_norm.clamp_min(1e-6)), g))
+    grad.copy_(torch.where(over, grad * (max_norm / g_norm.clamp_min(1e-6)), grad))
     return over
 
 
@@ -82,12 +94,13 @@ class AGC(Method):
         return ctx.state["units"]
 
     def after_backward(self, ctx):
-        masks = [
-            agc_(p, dim, self.config.clipping, self.config.eps)
-            for p, dim in self._units(ctx)
-            if p.grad is not None
-        ]
+        lam, eps = self.per_run(ctx, "clipping"), self.per_run(ctx, "eps")
+        masks = []
+        for p, dim in self._units(ctx):
+            if p.grad is not None:  # run views: the unit dim moves one to the right
+                w, g = run_views([p, p.grad], ctx.stacked)
+                masks.append(agc_(w, g, dim + 1, lam, eps))
         if not (ctx.stats and masks):
             return {}
-        units = sum(m.numel() for m in masks)
-        return {"frac_clipped": sum(m.sum() for m in masks) / units}
+        units = sum(m[0].numel() for m in masks)
+        return {"frac_clipped": sum(m.flatten(1).sum(1) for m in masks) / units}

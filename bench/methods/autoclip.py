@@ -26,7 +26,8 @@ class AutoClipConfig(MethodConfig):
 
 
 class NormHistory:
-    """Norm history on the device: ring buffer of `window`, or unbounded with doubling storage."""
+    """Norm history on the device, [steps, K] (a column per run): ring buffer of `window`, or
+    unbounded with doubling storage."""
 
     def __init__(self, window: int):
         self.window = window
@@ -34,13 +35,13 @@ class NormHistory:
         self.buf: torch.Tensor | None = None
 
     def push(self, norm: torch.Tensor) -> torch.Tensor:
-        """Append `norm`; return the history including it."""
-        norm = norm.detach().float()
+        """Append `norm` [K]; return the history including it."""
+        norm = norm.detach()
         if self.buf is None:
-            self.buf = torch.empty(self.window or 1024, device=norm.device)
+            self.buf = norm.new_empty(self.window or 1024, norm.numel())
         if self.window == 0 and self.count == self.buf.numel():
             self.buf = torch.cat([self.buf, torch.empty_like(self.buf)])
-        cap = self.buf.numel()
+        cap = self.buf.shape[0]
         self.buf[self.count % cap] = norm
         self.count += 1
         return self.buf[: min(self.count, cap)]
@@ -64,7 +65,9 @@ class AutoClip(Method):
         # An overflowing step (AMP: the scaler skips it) must not poison the history: it goes
         # in as NaN, which the percentile ignores.
         hist = history.push(torch.where(torch.isfinite(norm), norm, torch.nan))
-        threshold = torch.nanquantile(hist, self.config.percentile / 100.0)
+        q = self.per_run(ctx, "percentile") / 100.0
+        # Each run's own percentile of its own column: the diagonal of (q_i of column j).
+        threshold = torch.nanquantile(hist, q, dim=0).diagonal()
         ctx.norms.scale_to(grads, norm, threshold)
         if not ctx.stats:
             return {}

@@ -16,9 +16,13 @@ model and parameters, the update's shared gradient-norm cache, whether statistic
 step, the number of runs K the tensors hold (1 for an ordinary run), and `state`: this method's
 own state for this role, which the trainer owns (a method instance keeps no per-role caches,
 so one instance serves every role and a population's run dimension lives in the context).
+
+One hook call serves all K runs of a population (bench/population.py): tensors carry a leading
+run dim (`ctx.run_grads`, `ctx.run_params`, `LossContext.real`), numeric hyperparameters come
+per run from `self.per_run(ctx, name)` as [K] tensors, and nothing may reduce over the run dim.
 Hooks run only for the roles in `config.targets` (the trainer filters). They return a dict of
-0-dim tensors (clip rate, threshold, ...) that the trainer logs as `method/<name>/<role>/<key>`,
-kept on the device until the logging interval. Methods never import the tracker.
+[K] tensors (clip rate, threshold, ...) that the trainer logs as `method/<name>/<role>/<key>`
+for each run, kept on the device until the logging interval. Methods never import the tracker.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.metrics.gradients import GradNorms, grads_of
+from bench.metrics.gradients import GradNorms, grads_of, run_views
 from bench.params import ROLES, allowed_text, param, validate
 from bench.registry import Registry
 
@@ -62,39 +66,96 @@ class MethodConfig:
             raise ConfigError(f"{self.method_name}: targets is empty; allowed: {', '.join(ROLES)}")
 
 
+class PerRun:
+    """Per-run hyperparameters of a context: `configs` holds the method's config of each of
+    the K runs (members may differ in numeric values: K thresholds, K trials; empty: the
+    method's own config for every run), and `param(name, config)` is that field as a [K]
+    tensor on the device, built once. Host-side fields (scope, window, targets) are the same
+    for every member; hooks read them from `self.config`."""
+
+    configs: tuple[MethodConfig, ...]
+    _params: dict[str, torch.Tensor]
+
+    def _like(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def param(self, name: str, config: MethodConfig) -> torch.Tensor:
+        if name not in self._params:
+            like = self._like()
+            values = [float(getattr(c, name)) for c in self.configs or (config,)]
+            self._params[name] = torch.tensor(values, dtype=like.dtype, device=like.device)
+        return self._params[name]
+
+
 @dataclass
-class LossContext:
-    """What a loss hook may use. `fake` is detached for D updates; `noise` is the run's RNG."""
+class LossContext(PerRun):
+    """What a loss hook may use. Tensors carry the run dim: `real`, `fake` [K, B, ...] (`fake`
+    is detached for D updates), `discriminator` maps [K, B, ...] to logits [K, B]; `noise`
+    holds each run's own generator (draw with `rand`, so a run's draws do not depend on K).
+    Penalty terms are per run, [K]."""
 
     real: torch.Tensor
     fake: torch.Tensor
     discriminator: nn.Module
-    noise: torch.Generator
+    noise: list[torch.Generator]
     role: str = "discriminator"
+    configs: tuple[MethodConfig, ...] = ()
+    _params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    def _like(self) -> torch.Tensor:
+        return self.real
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """U[0, 1) of `shape` for each run from its own generator, stacked: [K, *shape]."""
+        r = self.real
+        return torch.stack([torch.rand(shape, generator=g, device=r.device, dtype=r.dtype)
+                            for g in self.noise])  # fmt: skip
 
 
 @dataclass
-class UpdateContext:
+class UpdateContext(PerRun):
     """What the gradient and weight hooks of one (method, role) see at each update. The
-    trainer builds one per (method, role) and keeps it: `state` persists across updates."""
+    trainer builds one per (method, role) and keeps it: `state` persists across updates.
+
+    `params` and `grads` are the model's own tensors; `run_params` and `run_grads` the same
+    tensors with a leading run dim [K, ...] (views of an ordinary model's tensors when K = 1),
+    which is how a method works per run without knowing K. Statistics a hook returns are [K]
+    (or one value for every run)."""
 
     role: str
     model: nn.Module
     params: list[torch.Tensor]  # the role's trainable parameters, listed once
-    norms: GradNorms  # this update's global-norm cache, shared with the trainer
+    norms: GradNorms  # this update's per-run norm cache, shared with the trainer
     stats: bool = True  # statistics on (off only for the speed comparison)
     step: int = 0  # generator steps completed
     runs: int = 1  # K: runs the tensors hold along a leading dimension (1: an ordinary run)
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's, per role
+    configs: tuple[MethodConfig, ...] = ()
+    _params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    @property
+    def stacked(self) -> bool:
+        return self.norms.stacked
 
     @property
     def grads(self) -> list[torch.Tensor]:
         return grads_of(self.params)
 
+    @property
+    def run_grads(self) -> list[torch.Tensor]:
+        return run_views(self.grads, self.stacked)
+
+    @property
+    def run_params(self) -> list[torch.Tensor]:
+        return run_views(self.params, self.stacked)
+
+    def _like(self) -> torch.Tensor:
+        return self.params[0]
+
     @classmethod
     def of(cls, role: str, model: nn.Module, **fields: Any) -> UpdateContext:
-        """A context outside the trainer (tests, other loops): the model's trainable
-        parameters, and a norm cache that measures every time."""
+        """A context outside the trainer (tests, other loops): an ordinary model (K = 1), its
+        trainable parameters, and a norm cache that measures every time."""
         params = [p for p in model.parameters() if p.requires_grad]
         return cls(role, model, params, GradNorms(enabled=False), **fields)
 
@@ -123,6 +184,10 @@ class Method:
         if not cls.RECIPE or not getattr(config, "use_recipe", True):
             return train
         return dataclasses.replace(train, **cls.RECIPE)
+
+    def per_run(self, ctx: PerRun, name: str) -> torch.Tensor:
+        """Config field `name` of each run, [K] (the members' values in a population)."""
+        return ctx.param(name, self.config)
 
     def loss(self, terms: dict[str, torch.Tensor], ctx: LossContext):
         return terms

@@ -39,7 +39,7 @@ class NormClip(Method):
         return ctx.state["layers"]
 
     def after_backward(self, ctx):
-        tau = self.config.max_norm
+        tau = self.per_run(ctx, "max_norm")
         clipped = []
         for params in self._groups(ctx):
             grads = grads_of(params)
@@ -48,5 +48,5 @@ class NormClip(Method):
             ctx.norms.scale_to(grads, norm, tau)
         if not ctx.stats:
             return {}
-        frac = clipped[0] if len(clipped) == 1 else torch.stack(clipped).float().mean()
+        frac = clipped[0].float() if len(clipped) == 1 else torch.stack(clipped).float().mean(0)
         return {"frac_clipped": frac}

@@ -20,10 +20,11 @@ class R1Config(MethodConfig):
 
 
 def input_gradient(discriminator, x: torch.Tensor) -> torch.Tensor:
-    """grad_x sum D(x), kept in the graph so the penalty can be backpropagated."""
+    """grad_x sum D(x) per sample, [K, B, features], kept in the graph so the penalty can be
+    backpropagated. Summing over runs is exact: each run's D sees only its own inputs."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(x).sum(), x, create_graph=True)
-    return grad.flatten(1)
+    return grad.flatten(2)
 
 
 @register_method
@@ -33,4 +34,5 @@ class R1(Method):
 
     def loss(self, terms, ctx):
         grad = input_gradient(ctx.discriminator, ctx.real)
-        return terms | {"r1": self.config.gamma / 2 * grad.pow(2).sum(1).mean()}
+        gamma = self.per_run(ctx, "gamma")
+        return terms | {"r1": gamma / 2 * grad.pow(2).sum(2).mean(1)}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
+from bench.metrics.gradients import per_run
 from bench.params import Search, param
 
 
@@ -26,11 +27,16 @@ class ValueClip(Method):
     family = "gradient clipping"
 
     def after_backward(self, ctx):
-        c = self.config.clip_value
-        grads = ctx.grads
+        grads = ctx.run_grads
+        if not grads:
+            return {}
+        c = self.per_run(ctx, "clip_value")
+        bounds = [per_run(c, g) for g in grads]
+        pairs = list(zip(grads, bounds, strict=True))
         stats = {}
-        if ctx.stats and grads:
-            clamped = sum((g.abs() > c).sum() for g in grads)
-            stats["frac_clipped"] = clamped / sum(g.numel() for g in grads)
-        torch.nn.utils.clip_grad_value_(ctx.params, c, foreach=True)
+        if ctx.stats:
+            clamped = sum((g.abs() > b).flatten(1).sum(1) for g, b in pairs)
+            stats["frac_clipped"] = clamped / sum(g[0].numel() for g in grads)
+        for g, b in pairs:
+            torch.clamp(g, -b, b, out=g)  # clip_grad_value_, with a bound per run
         return stats

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import Method, MethodConfig, register_method
+from bench.metrics.gradients import per_run
 from bench.params import ROLES, Search, param
 
 
@@ -31,8 +32,8 @@ class WeightClip(Method):
 
     @torch.no_grad()
     def after_step(self, ctx):
-        c = self.config.clip_value
-        params = ctx.params
-        torch._foreach_clamp_min_(params, -c)
-        torch._foreach_clamp_max_(params, c)
+        c = self.per_run(ctx, "clip_value")
+        for p in ctx.run_params:
+            b = per_run(c, p)
+            torch.clamp(p, -b, b, out=p)
         return {}

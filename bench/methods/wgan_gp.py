@@ -8,8 +8,6 @@ in the critic. That recipe is applied by default (`train.recipe = wgan_gp`).
 
 from dataclasses import dataclass
 
-import torch
-
 from bench.methods.base import Method, MethodConfig, register_method
 from bench.methods.r1 import input_gradient
 from bench.params import Search, param
@@ -31,7 +29,7 @@ class WganGp(Method):
 
     def loss(self, terms, ctx):
         real, fake = ctx.real.detach(), ctx.fake.detach()
-        shape = (real.shape[0],) + (1,) * (real.ndim - 1)
-        a = torch.rand(shape, generator=ctx.noise, device=real.device, dtype=real.dtype)
+        a = ctx.rand(real.shape[1], *(1,) * (real.ndim - 2))  # one per sample, [K, B, 1...]
         grad = input_gradient(ctx.discriminator, a * real + (1 - a) * fake)
-        return terms | {"gp": self.config.weight * (grad.norm(dim=1) - 1).pow(2).mean()}
+        weight = self.per_run(ctx, "weight")
+        return terms | {"gp": weight * (grad.norm(dim=2) - 1).pow(2).mean(1)}

@@ -29,10 +29,14 @@ class ZClipConfig(MethodConfig):
 
 
 class ZScoreClipper:
-    """State and update rule of ZClip for one role."""
+    """State and update rule of ZClip for one role, per run: norms, EMAs and the thresholds
+    `z_thresh`, `alpha`, `eps` are [K] tensors (the warm-up length is shared)."""
 
-    def __init__(self, cfg: ZClipConfig):
+    def __init__(self, cfg: ZClipConfig, z_thresh=None, alpha=None, eps=None):
         self.cfg = cfg
+        self.z_thresh = cfg.z_thresh if z_thresh is None else z_thresh
+        self.alpha = cfg.alpha if alpha is None else alpha
+        self.eps = cfg.eps if eps is None else eps
         self.step = 0  # host-side counter
         self.warm: torch.Tensor | None = None
         self.mean: torch.Tensor | None = None
@@ -41,24 +45,25 @@ class ZScoreClipper:
     def update(self, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Update the statistics with this step's norm; return (norm after clipping, whether it
         was clipped), or None during the warm-up."""
-        cfg, norm = self.cfg, norm.detach().float()
+        cfg, norm = self.cfg, norm.detach()  # in the gradients' dtype
         finite = torch.isfinite(norm)  # an overflowing step (AMP) leaves the statistics alone
         if self.step < cfg.warmup:
             if self.warm is None:
-                self.warm = torch.empty(cfg.warmup, device=norm.device)
+                self.warm = norm.new_empty(cfg.warmup, norm.numel())
             self.warm[self.step] = torch.where(finite, norm, torch.nan)
             self.step += 1
             if self.step == cfg.warmup:
-                self.mean = self.warm.nanmean()
-                self.var = ((self.warm - self.mean) ** 2).nanmean()
+                self.mean = self.warm.nanmean(0)
+                self.var = ((self.warm - self.mean) ** 2).nanmean(0)
             return None
+        zt, alpha = self.z_thresh, self.alpha
         std = self.var.sqrt()
-        z = (norm - self.mean) / (std + cfg.eps)
-        clipped = self.mean + cfg.z_thresh**2 * std / z
-        over = z > cfg.z_thresh
+        z = (norm - self.mean) / (std + self.eps)
+        clipped = self.mean + zt**2 * std / z
+        over = z > zt
         new_norm = torch.where(over, clipped, norm)
-        mean = cfg.alpha * self.mean + (1 - cfg.alpha) * new_norm
-        var = cfg.alpha * self.var + (1 - cfg.alpha) * (new_norm - mean) ** 2
+        mean = alpha * self.mean + (1 - alpha) * new_norm
+        var = alpha * self.var + (1 - alpha) * (new_norm - mean) ** 2
         self.mean = torch.where(finite, mean, self.mean)
         self.var = torch.where(finite, var, self.var)
         self.step += 1
@@ -77,13 +82,21 @@ class ZClip(Method):
     config_cls = ZClipConfig
     family = "adaptive clipping"
 
+    def _clipper(self, ctx) -> ZScoreClipper:
+        if "clipper" not in ctx.state:
+            hp = {k: self.per_run(ctx, k) for k in ("z_thresh", "alpha", "eps")}
+            ctx.state["clipper"] = ZScoreClipper(self.config, **hp)
+        return ctx.state["clipper"]
+
     def after_backward(self, ctx):
         grads = ctx.grads
-        clipper = ctx.state.setdefault("clipper", ZScoreClipper(self.config))
+        clipper = self._clipper(ctx)
         norm = ctx.norms.norm(grads)
-        if self.config.max_norm > 0:
-            ctx.norms.scale_to(grads, norm, self.config.max_norm)
-            norm = torch.clamp(norm, max=self.config.max_norm)
+        if any(c.max_norm > 0 for c in ctx.configs or (self.config,)):
+            cap = self.per_run(ctx, "max_norm")
+            cap = torch.where(cap > 0, cap, torch.inf)  # 0: no cap for that run
+            ctx.norms.scale_to(grads, norm, cap)
+            norm = torch.minimum(norm, cap)
         result = clipper.update(norm)
         if result is None:
             return {}

@@ -11,6 +11,7 @@ from bench.config import ModelSpec
 from bench.methods import LossContext, UpdateContext, create_method
 from bench.methods.agc import agc_, unit_dim
 from bench.models import build_models
+from bench.population import Single
 
 
 def _model_with_grads(seed=0, scale=1.0):
@@ -70,7 +71,9 @@ def _agc_case(module, weight, grad):
     with torch.no_grad():
         module.weight.copy_(weight)
     module.weight.grad = grad.clone()
-    agc_(module.weight, unit_dim(module), clipping=0.1, eps=1e-3)
+    # One run: a leading run dim on the weight and its gradient (views), units one dim right.
+    w, g = module.weight[None], module.weight.grad[None]
+    agc_(w, g, unit_dim(module) + 1, clipping=0.1, eps=1e-3)
     return module.weight.grad
 
 
@@ -251,19 +254,20 @@ def test_spectral_norm_exists_exactly_when_switched_on():
 
 
 def _ctx(d, seed=0):
+    """A one-run loss context: [1, B, 2] tensors and D viewed as a one-member population."""
     torch.manual_seed(seed)
-    real, fake = torch.randn(8, 2), torch.randn(8, 2)
-    return LossContext(real, fake, d, torch.Generator().manual_seed(7))
+    real, fake = torch.randn(1, 8, 2), torch.randn(1, 8, 2)
+    return LossContext(real, fake, Single(d), [torch.Generator().manual_seed(7)])
 
 
 def test_r1_penalty_equals_direct_autograd():
     _, d = build_models(ModelSpec(hidden=8))
     ctx = _ctx(d)
     terms = create_method("r1", gamma=3.0).loss({}, ctx)
-    x = ctx.real.clone().requires_grad_(True)
+    x = ctx.real[0].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     expected = 3.0 / 2 * (grad**2).sum(dim=1).mean()
-    torch.testing.assert_close(terms["r1"], expected)
+    torch.testing.assert_close(terms["r1"], expected.reshape(1))
     terms["r1"].backward()  # differentiable w.r.t. D's parameters
     assert d.body.fc0.weight.grad is not None
 
@@ -273,10 +277,10 @@ def test_wgan_gp_penalty_equals_direct_autograd():
     ctx = _ctx(d)
     terms = create_method("wgan_gp", weight=10.0).loss({}, ctx)
     a = torch.rand(8, 1, generator=torch.Generator().manual_seed(7))
-    x = (a * ctx.real + (1 - a) * ctx.fake).requires_grad_(True)
+    x = (a * ctx.real[0] + (1 - a) * ctx.fake[0]).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     expected = 10.0 * ((grad.norm(dim=1) - 1) ** 2).mean()
-    torch.testing.assert_close(terms["gp"], expected)
+    torch.testing.assert_close(terms["gp"], expected.reshape(1))
 
 
 def _configured(name, spec=None, **params):
