@@ -165,18 +165,24 @@ def execute(cfg: RunConfig, on_log=None, progress: bool = False, on_data=None) -
 
 
 def population_key(cfg: RunConfig) -> tuple:
-    """What the members of one population share: everything but the seed and the methods'
-    float values (thresholds, penalty weights), which become per-run [K] tensors."""
+    """What the members of one population share: everything but the seed, the learning rates
+    and the float values (thresholds, penalty weights) of methods that read them per run."""
     methods = tuple(
         (s.name, tuple((f.name, getattr(s.config, f.name)) for f in fields(s.config)
-                       if not _per_run_field(s.config, f.name)))
+                       if not _per_run_field(s, f.name)))
         for s in cfg.methods
     )  # fmt: skip
-    return (cfg.dataset, cfg.train, cfg.model, cfg.device, cfg.data_root, methods)
+    train = tuple((f.name, getattr(cfg.train, f.name)) for f in fields(cfg.train)
+                  if f.name not in PER_RUN_TRAIN)  # fmt: skip
+    return (cfg.dataset, train, cfg.model, cfg.device, cfg.data_root, methods)
 
 
-def _per_run_field(config, name: str) -> bool:
-    return type(getattr(config, name)) is float
+PER_RUN_TRAIN = ("lr_g", "lr_d", "lr_mult")  # members' own learning rates (bench/optim.py)
+
+
+def _per_run_field(spec, name: str) -> bool:
+    """A float value of a method whose hooks read it per run (`Method.PER_RUN`)."""
+    return spec.cls.PER_RUN and type(getattr(spec.config, name)) is float
 
 
 def execute_population(
@@ -194,7 +200,7 @@ def execute_population(
     if len(keys) > 1:
         raise ConfigError(
             "a population's runs must share data, model, training options and method "
-            "choices; only seeds and method float values may differ"
+            "choices; only seeds, learning rates and method float values may differ"
         )
     if len(cfgs) > 1 and first.train.amp:
         raise ConfigError(
@@ -205,6 +211,14 @@ def execute_population(
     dataset = load_data(first)
     if on_data is not None:
         on_data(dataset)
+    trainer = build_trainer(cfgs, dataset, on_logs, first.metrics)
+    return trainer.fit_all(progress=progress)
+
+
+def build_trainer(cfgs: list[RunConfig], dataset, on_logs=None, metrics=None) -> Trainer:
+    """The trainer of the population `cfgs` on `dataset`: members built from their own seeds,
+    their method configs and learning rates side by side."""
+    first = cfgs[0]
     gs, ds = [], []
     for c in cfgs:
         torch.manual_seed(c.seed)  # initialisation; data and noise have their own generators
@@ -212,8 +226,7 @@ def execute_population(
         gs.append(g)
         ds.append(d)
     configs = [tuple(c.methods[j].config for c in cfgs) for j in range(len(first.methods))]
-    trainer = Trainer(gs, ds, dataset, instantiate(first), first.train, z_dim=first.model.z_dim,
-                      seeds=[c.seed for c in cfgs], configs=configs, device=first.device,
-                      on_log=list(on_logs or [None] * len(cfgs)),
-                      metrics=first.metrics)  # fmt: skip
-    return trainer.fit_all(progress=progress)
+    lrs = [(c.train.lr_mult * c.train.lr_g, c.train.lr_mult * c.train.lr_d) for c in cfgs]
+    return Trainer(gs, ds, dataset, instantiate(first), first.train, z_dim=first.model.z_dim,
+                   seeds=[c.seed for c in cfgs], configs=configs, lrs=lrs, device=first.device,
+                   on_log=list(on_logs or [None] * len(cfgs)), metrics=metrics)  # fmt: skip

@@ -25,6 +25,7 @@ from bench.losses import LOSSES
 from bench.methods.base import LossContext, Method, MethodConfig, UpdateContext
 from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
+from bench.optim import make_optimizer
 from bench.population import Single, member, stack
 from bench.stats import DeviceStats
 
@@ -82,16 +83,6 @@ class _Role:
     touches_grads: bool = False  # some method overrides after_backward
 
 
-def make_optimizer(params, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """The run's optimizer. Adam, RMSprop and SGD are elementwise, so on stacked tensors they
-    are K independent optimizers (Adam bitwise so)."""
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), foreach=True)
-    if train.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, foreach=True)
-    return torch.optim.SGD(params, lr=lr, momentum=train.beta1, nesterov=True, foreach=True)
-
-
 def _members(model: nn.Module | list[nn.Module]) -> list[nn.Module]:
     return list(model) if isinstance(model, list | tuple) else [model]
 
@@ -102,7 +93,8 @@ class Trainer:
 
     `generator` and `discriminator` are one model each, or lists of K models (member i built
     with seed `seeds[i]`); `configs[j]` holds method j's config of each member (default: the
-    method's own config for all). A member's trajectory depends on its seed, its configs and the
+    method's own config for all); `lrs[i]` holds member i's (G, D) learning rates (default: the
+    training options'). A member's trajectory depends on its seed, its configs and the
     shared options only: data, noise and penalty draws come from its own generators."""
 
     def __init__(
@@ -117,6 +109,7 @@ class Trainer:
         seed: int = 0,
         seeds: list[int] | None = None,
         configs: list[tuple[MethodConfig, ...]] | None = None,
+        lrs: list[tuple[float, float]] | None = None,
         device: torch.device | str = "cpu",
         on_log: Callable[[int, dict[str, float]], None] | list[Callable] | None = None,
         metrics: tuple[Metric, ...] | None = None,
@@ -139,9 +132,10 @@ class Trainer:
         self._G, self._D = (Single(m) if k == 1 else m for m in (self.G, self.D))
         self.norms = GradNorms(stacked=k > 1)  # one measurement per gradient state, per run
         configs = configs or [(m.config,) * k for m in methods]
+        lrs = lrs or [(train.lr_mult * train.lr_g, train.lr_mult * train.lr_d)] * k
         self.roles = {
-            "generator": self._role("generator", self.G, methods, configs),
-            "discriminator": self._role("discriminator", self.D, methods, configs),
+            role: self._role(role, model, methods, configs, [lr[i] for lr in lrs])
+            for i, (role, model) in enumerate((("generator", self.G), ("discriminator", self.D)))
         }
         self.data_rngs = [self._rng(s, 0) for s in self.seeds]
         self.noise_rngs = [self._rng(s, 1) for s in self.seeds]
@@ -152,10 +146,10 @@ class Trainer:
         self.last_samples: list[torch.Tensor | None] = [None] * k
         self._errors: list[Exception | None] = [None] * k
 
-    def _role(self, role: str, model: nn.Module, methods: list[Method], configs) -> _Role:
-        """Optimizer, scaler and the methods that target `role` (the trainer does the filtering)."""
+    def _role(self, role: str, model: nn.Module, methods: list[Method], configs, lr) -> _Role:
+        """Optimizer (`lr`: each run's), scaler and the methods that target `role` (the trainer
+        does the filtering)."""
         mine = [(m, c) for m, c in zip(methods, configs, strict=True) if role in m.config.targets]
-        lr = self.train.lr_mult * (self.train.lr_g if role == "generator" else self.train.lr_d)
         params = [p for p in model.parameters() if p.requires_grad]
         return _Role(
             model=model,

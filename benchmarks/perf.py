@@ -146,6 +146,7 @@ def main() -> None:
     )
     p.add_argument("--parallel-steps", type=int, default=1000)
     p.add_argument("--population-steps", type=int, default=300, help="0 skips populations")
+    p.add_argument("--conv-steps", type=int, default=10, help="DCGAN populations; 0 skips them")
     args = p.parse_args()
     torch.set_num_threads(1)  # one thread per process: see the README's CPU notes
     variants = {
@@ -175,7 +176,8 @@ def main() -> None:
     if args.jobs > 1:
         parallel_throughput(args.jobs, args.parallel_steps, max(2, args.rounds // 3))
     if args.population_steps:
-        population_throughput(args.jobs, args.population_steps, max(2, args.rounds // 3))
+        population_throughput(args.jobs, args.population_steps, max(2, args.rounds // 3),
+                              args.conv_steps)  # fmt: skip
 
 
 def _one_run(steps: int) -> int:
@@ -204,9 +206,11 @@ def _population_task(args) -> int:
     return k * steps
 
 
-def population_throughput(jobs: int, steps: int, rounds: int, sizes=(1, 4, 16, 64)) -> None:
-    """Run-steps per second of MLP populations of K runs in this process (one thread), and of
-    populations on each of `jobs` workers, against sequential single runs, interleaved."""
+def population_throughput(jobs: int, steps: int, rounds: int, conv_steps: int,
+                          sizes=(1, 4, 16, 64)) -> None:  # fmt: skip
+    """Run-steps per second of MLP populations of K runs in this process (one thread), of
+    populations on each of `jobs` workers, and of DCGAN populations (digits, batch 64), against
+    sequential single runs, interleaved."""
     import multiprocessing as mp
 
     from bench.workers import worker_init
@@ -223,6 +227,10 @@ def population_throughput(jobs: int, steps: int, rounds: int, sizes=(1, 4, 16, 6
             rates["sequential"].append(2 * steps / (time.perf_counter() - t0))
             for k in sizes:
                 rates.setdefault(f"population K={k}", []).append(population_rate(k, steps))
+            for k in sizes if conv_steps else ():
+                rates.setdefault(f"dcgan K={k}", []).append(
+                    population_rate(k, conv_steps, dataset="digits", batch=64)
+                )
             t0 = time.perf_counter()
             done = sum(pool.map(_population_task, [(k_jobs, steps)] * jobs, chunksize=1))
             rates.setdefault(f"{jobs} workers x K={k_jobs}", []).append(
@@ -233,8 +241,14 @@ def population_throughput(jobs: int, steps: int, rounds: int, sizes=(1, 4, 16, 6
     print(f"populations ({rounds} interleaved rounds, {steps} steps, MLP on ring8, statistics "
           f"on, one thread per process):")  # fmt: skip
     for name, rate in med.items():
-        print(f"  {name:>22}: {rate:8.0f} run-steps/s  ({rate / seq:.2f}x sequential)")
-    print("  dcgan: populations train as K = 1 (grouped convs are not built; see the README)")
+        if not name.startswith("dcgan"):
+            print(f"  {name:>22}: {rate:8.0f} run-steps/s  ({rate / seq:.2f}x sequential)")
+    if conv_steps:
+        one = med["dcgan K=1"]
+        print(f"DCGAN on digits, batch 64, {conv_steps} steps, one thread:")
+        for k in sizes:
+            rate, name = med[f"dcgan K={k}"], f"population K={k}"
+            print(f"  {name:>22}: {rate:8.1f} run-steps/s  ({rate / one:.2f}x K=1)")
 
 
 def parallel_throughput(jobs: int, steps: int, rounds: int) -> None:

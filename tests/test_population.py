@@ -18,7 +18,7 @@ from bench.methods import method_registry, search_space
 from bench.models import build_models
 from bench.population import BatchedSpectralNorm, member, stack
 from bench.population import _batched as stack_leaf
-from bench.run import execute_population, instantiate, load_data, resolve
+from bench.run import build_trainer, execute_population, load_data, resolve
 from bench.trainer import Trainer
 from tests.conftest import tiny_config
 
@@ -39,7 +39,7 @@ def _configs(name: str, steps: int, model: dict | None = None) -> list:
     value of it (spread over the search range), so the [K] hyperparameters are exercised."""
     cls = method_registry.get(name)
     space = {k: s for k, s in search_space(cls).items()
-             if type(getattr(cls.config_cls(), k)) is float}  # fmt: skip
+             if cls.PER_RUN and type(getattr(cls.config_cls(), k)) is float}  # fmt: skip
     train = {"steps": steps, "batch_size": 16, "eval_every": steps, "log_every": 10,
              "eval_samples": 100, "layer_stats_every": 7}  # fmt: skip
     if cls.RECIPE.get("critic_schedule") == "wgan":
@@ -55,17 +55,7 @@ def _configs(name: str, steps: int, model: dict | None = None) -> list:
 
 def _train(cfgs, metrics=None):
     """The trainer of `cfgs` as one population (what execute_population builds), trained."""
-    gs, ds = [], []
-    for c in cfgs:
-        torch.manual_seed(c.seed)
-        g, d = build_models(c.model)
-        gs.append(g)
-        ds.append(d)
-    first = cfgs[0]
-    configs = [tuple(c.methods[j].config for c in cfgs) for j in range(len(first.methods))]
-    t = Trainer(gs, ds, load_data(first), instantiate(first), first.train,
-                z_dim=first.model.z_dim, seeds=[c.seed for c in cfgs], configs=configs,
-                metrics=metrics)  # fmt: skip
+    t = build_trainer(cfgs, load_data(cfgs[0]), metrics=metrics)
     return t, t.fit_all()
 
 
@@ -107,6 +97,20 @@ def test_population_equals_ordinary_runs_in_float64(name, float64):
 @pytest.mark.parametrize("name", method_registry.names())
 def test_population_equals_ordinary_runs_in_float32_first_steps(name):
     _check_equal(_configs(name, 10), 1e-5)
+
+
+@pytest.mark.parametrize(("name", "optimizer"), [("none", "adam"), ("weight_clip", "rmsprop"),
+                                                  ("norm_clip", "sgd")])  # fmt: skip
+def test_members_at_their_own_learning_rates_equal_ordinary_runs(name, optimizer, float64):
+    """The stability map's learning-rate multiples in one population: a per-run optimizer
+    (bench/optim.py) with torch's update rules, Adam, RMSprop (WGAN's recipe) and SGD."""
+    cfgs = []
+    for c, mult in zip(_configs(name, 100), (1.0, 3.0, 0.5, 10.0), strict=True):
+        train = dataclasses.replace(c.train, lr_mult=mult, optimizer=optimizer)
+        cfgs.append(dataclasses.replace(c, train=train))
+    t, _ = _train(cfgs)
+    assert type(t.roles["generator"].opt).__name__ == "PerRunOptimizer"
+    _check_equal(cfgs, 1e-8)
 
 
 @pytest.mark.parametrize("name", ["none", "spectral_norm", "layer_norm"])
@@ -216,3 +220,13 @@ def test_unknown_layers_amp_and_mixed_options_are_refused_for_populations_in_one
     mixed = [tiny_config(seed=0), tiny_config(seed=1, steps=3)]
     with pytest.raises(ConfigError, match="must share"):
         execute_population(mixed)
+
+
+def test_a_method_that_reads_its_config_whole_keeps_its_values_shared(monkeypatch):
+    """A method not declared PER_RUN (a plugin written for single runs reads `self.config`)
+    may not vary its values inside a population: it would silently use member 0's."""
+    cls = method_registry.get("value_clip")
+    cfgs = [tiny_config([("value_clip", {"clip_value": v})], seed=i) for i, v in enumerate((1, 2))]
+    monkeypatch.setattr(cls, "PER_RUN", False)
+    with pytest.raises(ConfigError, match="must share"):
+        execute_population(cfgs)

@@ -78,6 +78,7 @@ def _own_params(m: nn.Module):
 class AGC(Method):
     config_cls = AGCConfig
     family = "adaptive clipping"
+    PER_RUN = True
 
     def _units(self, ctx) -> list[tuple[torch.Tensor, int]]:
         """(parameter, unit dim) pairs, computed once per role by walking named modules."""

@@ -57,6 +57,7 @@ class NormHistory:
 class AutoClip(Method):
     config_cls = AutoClipConfig
     family = "adaptive clipping"
+    PER_RUN = True
 
     def after_backward(self, ctx):
         grads = ctx.grads

@@ -169,6 +169,10 @@ class Method:
     # The method's own training recipe (TrainConfig fields), applied by `recipe` unless the
     # config says `use_recipe=false`.
     RECIPE: ClassVar[dict[str, Any]] = {}
+    # True when the hooks read every float config value through `per_run`, so that members of
+    # one population may differ in them (K thresholds, K trials). False (the safe default for
+    # a method written for single runs, reading `self.config`): members must share them.
+    PER_RUN: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.config_cls()

@@ -22,6 +22,7 @@ class LayerNormConfig(MethodConfig):
 class LayerNorm(Method):
     config_cls = LayerNormConfig
     family = "normalization"
+    PER_RUN = True
 
     @classmethod
     def configure_models(cls, config, spec):

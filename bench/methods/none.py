@@ -14,3 +14,4 @@ class NoneConfig(MethodConfig):
 class NoOp(Method):
     config_cls = NoneConfig
     family = "baseline"
+    PER_RUN = True

@@ -27,6 +27,7 @@ class NormClipConfig(MethodConfig):
 class NormClip(Method):
     config_cls = NormClipConfig
     family = "gradient clipping"
+    PER_RUN = True
 
     def _groups(self, ctx) -> list[list[torch.Tensor]]:
         """Parameter groups that share one norm: the whole network, or each module's own

@@ -31,6 +31,7 @@ def input_gradient(discriminator, x: torch.Tensor) -> torch.Tensor:
 class R1(Method):
     config_cls = R1Config
     family = "penalty"
+    PER_RUN = True
 
     def loss(self, terms, ctx):
         grad = input_gradient(ctx.discriminator, ctx.real)

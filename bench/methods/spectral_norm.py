@@ -21,6 +21,7 @@ class SpectralNormConfig(MethodConfig):
 class SpectralNorm(Method):
     config_cls = SpectralNormConfig
     family = "normalization"
+    PER_RUN = True
 
     @classmethod
     def configure_models(cls, config, spec):

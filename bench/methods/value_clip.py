@@ -25,6 +25,7 @@ class ValueClipConfig(MethodConfig):
 class ValueClip(Method):
     config_cls = ValueClipConfig
     family = "gradient clipping"
+    PER_RUN = True
 
     def after_backward(self, ctx):
         grads = ctx.run_grads

@@ -27,6 +27,7 @@ class WeightClipConfig(MethodConfig):
 class WeightClip(Method):
     config_cls = WeightClipConfig
     family = "weight clipping"
+    PER_RUN = True
     RECIPE = {"loss": "wasserstein", "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5,
               "n_critic": 5, "critic_schedule": "wgan", "recipe": "wgan"}  # fmt: skip
 

@@ -24,6 +24,7 @@ class WganGpConfig(MethodConfig):
 class WganGp(Method):
     config_cls = WganGpConfig
     family = "penalty"
+    PER_RUN = True
     RECIPE = {"loss": "wasserstein", "optimizer": "adam", "lr_g": 1e-4, "lr_d": 1e-4,
               "beta1": 0.5, "beta2": 0.9, "n_critic": 5, "recipe": "wgan_gp"}  # fmt: skip
 

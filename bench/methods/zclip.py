@@ -81,6 +81,7 @@ class ZScoreClipper:
 class ZClip(Method):
     config_cls = ZClipConfig
     family = "adaptive clipping"
+    PER_RUN = True
 
     def _clipper(self, ctx) -> ZScoreClipper:
         if "clipper" not in ctx.state:
