@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.config import ModelSpec
 from bench.datasets import create_dataset
-from bench.errors import ConfigError
+from bench.errors import ConfigError, NoOpMethod
 from bench.methods import method_registry, search_space
 from bench.models import build_models
 from bench.population import BatchedSpectralNorm, member, stack
@@ -121,13 +121,19 @@ def test_pacgan_population_batch_norm_and_maxout_per_run(name, float64):
     _check_equal(cfgs, 1e-8)
 
 
-@pytest.mark.parametrize("name", ["none", "spectral_norm", "agc", "r1"])
+@pytest.mark.parametrize("name", method_registry.names())
 def test_dcgan_population_grouped_convs_equal_ordinary_runs_in_float64(name, float64):
-    """Grouped convs on K-major channels, batch norm over K*C, GroupNorm(K, K*C), per-run
-    spectral norm of conv and transposed-conv weights; 30 steps (convs cost CI time)."""
-    train = {"steps": 30, "batch_size": 8, "eval_every": 30, "log_every": 10,
+    """Grouped convs on K-major channels, batch norm over K*C, per-run spectral norm of conv
+    and transposed-conv weights, every method; 20 steps (convs cost CI time). Layer norm
+    changes nothing in digits' small DCGAN: its GroupNorm(K, K*C) has its own test below."""
+    train = {"steps": 20, "batch_size": 8, "eval_every": 20, "log_every": 10,
              "layer_stats_every": 7}  # fmt: skip
-    cfgs = [resolve("digits", [(name, {})], train, {"hidden": 4}, seed=s) for s in SEEDS[:3]]
+    if method_registry.get(name).RECIPE.get("critic_schedule") == "wgan":
+        train["critic_schedule"] = "fixed"
+    try:
+        cfgs = [resolve("digits", [(name, {})], train, {"hidden": 4}, seed=s) for s in SEEDS]
+    except NoOpMethod:
+        pytest.skip(f"{name} changes nothing in digits' DCGAN")
     _check_equal(cfgs, 1e-8, metrics=())
 
 
