@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", help="sqlite:///PATH (default runs/optuna.db) or postgresql://...")
     sw.add_argument("--workers", type=int, default=1, help="processes on this machine")
     sw.add_argument("--population", default="auto", help="trials trained at once as one "
-                    "batched population: an integer, or auto (by device and model, and at most "
-                    "a quarter of the trials)")  # fmt: skip
+                    "batched population: an integer, or auto (1 on CPU; on a GPU by model, at "
+                    "most a quarter of the trials)")  # fmt: skip
     sw.add_argument("--suite", default="adhoc", help="names the study: SUITE.DATASET.METHOD")
     sw.add_argument("--pruner", default="median", help="median, halving or none")
     sw.add_argument("--multi-objective", action="store_true", help="quality vs coverage (Pareto)")

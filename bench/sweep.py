@@ -80,17 +80,9 @@ class SweepConfig:
         self.population_size(1)
 
     def population_size(self, workers: int) -> int:
-        """Trials per population: `population`, at most an equal share of the budget per worker
-        so that every worker has trials. `auto` (by device and model) also keeps at least
-        SAMPLER_ROUNDS populations per study: trials of one population are suggested before
-        any of them is told, so the sampler learns only between populations."""
-        from bench.workers import choose_population
-
+        """Trials per population (see `sweep_population`)."""
         kind = self.run_config(default_params(self.method), self.tuning_seeds[0]).model.kind
-        k = choose_population(self.population, kind, self.device)
-        if self.population == "auto":
-            k = min(k, self.trials // SAMPLER_ROUNDS)
-        return max(1, min(k, -(-self.trials // workers)))
+        return sweep_population(self.population, kind, self.device, self.trials, workers)
 
     def run_config(self, params: dict[str, float], seed: int):
         return resolve(self.dataset, [(self.method, params)], self.train, self.model, seed,
@@ -102,6 +94,21 @@ class SweepConfig:
         if self.multi_objective:
             return [m for m in metrics if m.pareto]
         return [m for m in metrics if m.primary]
+
+
+def sweep_population(requested: int | str, kind: str, device: str, trials: int,
+                     workers: int) -> int:  # fmt: skip
+    """Trials per population: `requested`, at most an equal share of the budget per worker so
+    that every worker has trials. `auto`: 1 on CPU, where pruning is what saves a sweep's time
+    and a pruned member of a population computes on until its population ends; on a GPU the
+    device's size, with at least SAMPLER_ROUNDS populations per study, since trials of one
+    population are suggested before any of them is told."""
+    from bench.workers import choose_population
+
+    k = choose_population(requested, kind, device)
+    if requested == "auto":
+        k = 1 if device.startswith("cpu") else min(k, trials // SAMPLER_ROUNDS)
+    return max(1, min(k, -(-trials // workers)))
 
 
 def default_params(method: str) -> dict[str, float]:

@@ -10,7 +10,15 @@ import optuna
 import pytest
 
 from bench.errors import ConfigError
-from bench.sweep import Objective, SweepConfig, done_count, make_storage, open_study, run_sweep
+from bench.sweep import (
+    Objective,
+    SweepConfig,
+    done_count,
+    make_storage,
+    open_study,
+    run_sweep,
+    sweep_population,
+)
 from bench.tracking import NullTracker
 
 TINY = {"steps": 20, "batch_size": 32, "eval_every": 5, "log_every": 5, "eval_samples": 200}
@@ -72,9 +80,10 @@ def test_a_population_of_trials_counts_each_trial_and_records_each_run(mlflow_tr
     assert len(children) == 4 and all("state" in r.tags for r in children)
 
 
-def test_auto_population_leaves_the_sampler_four_rounds():
-    assert tiny_sweep(20, population="auto").population_size(workers=1) == 5
-    assert tiny_sweep(8, population="auto").population_size(workers=2) == 2
+def test_auto_population_is_single_on_cpu_and_leaves_the_sampler_four_rounds_on_gpu():
+    assert tiny_sweep(20, population="auto").population_size(workers=1) == 1  # CPU: pruning
+    assert sweep_population("auto", "mlp", "cuda", trials=20, workers=1) == 5
+    assert sweep_population("auto", "mlp", "cuda", trials=8, workers=2) == 2
     assert tiny_sweep(8, population=16).population_size(workers=2) == 4  # a share per worker
 
 
