@@ -27,6 +27,7 @@ from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
 from bench.optim import make_optimizer
 from bench.population import Single, member, stack
+from bench.rng import DATA, EVAL, METHOD, NOISE, Streams
 from bench.stats import DeviceStats
 
 EVAL_BATCH = 10_000
@@ -56,12 +57,12 @@ class Sampler:
 
     @torch.no_grad()
     def batches(self, n: int, batch: int = EVAL_BATCH):
-        rng = torch.Generator(device=self.device).manual_seed(self.seed)
+        rng = Streams([self.seed], EVAL, self.device)
         was_training = self.module.training
         self.module.eval()
         try:
             for i in range(0, n, batch):
-                z = torch.randn(min(batch, n - i), self.z_dim, generator=rng, device=self.device)
+                z = rng.normal(min(batch, n - i), self.z_dim)[0]
                 out = self.module(z).float()
                 if i == 0:
                     self.first = out
@@ -137,9 +138,10 @@ class Trainer:
             role: self._role(role, model, methods, configs, [lr[i] for lr in lrs])
             for i, (role, model) in enumerate((("generator", self.G), ("discriminator", self.D)))
         }
-        self.data_rngs = [self._rng(s, 0) for s in self.seeds]
-        self.noise_rngs = [self._rng(s, 1) for s in self.seeds]
-        self.method_rngs = [self._rng(s, 3) for s in self.seeds]  # so data and noise stay paired
+        # Each run's own streams, drawn for all K runs at once (bench/rng.py).
+        self.data_rng, self.noise_rng, self.method_rng = (
+            Streams(self.seeds, purpose, self.device) for purpose in (DATA, NOISE, METHOD)
+        )
         self.stats = DeviceStats(k)
         self.step = 0
         self._layer_stats_due = False
@@ -161,22 +163,17 @@ class Trainer:
             touches_grads=any(type(m).after_backward is not Method.after_backward for m, _ in mine),
         )  # fmt: skip
 
-    def _rng(self, seed: int, offset: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(seed * 1000 + offset)
-
     def _autocast(self):
         dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         return torch.autocast(self.device.type, dtype=dtype, enabled=self.train.amp)
 
     def _noise(self, n: int) -> torch.Tensor:
-        """[K, n, z]: each run's noise from its own generator."""
-        return torch.stack([torch.randn(n, self.z_dim, generator=r, device=self.device)
-                            for r in self.noise_rngs])  # fmt: skip
+        """[K, n, z]: each run's noise from its own stream, in the models' dtype."""
+        return self.noise_rng.normal(n, self.z_dim, dtype=self.roles["generator"].params[0].dtype)
 
     def _real(self, n: int) -> torch.Tensor:
-        """[K, n, ...]: each run's batch from its own generator, in the models' dtype."""
-        real = torch.stack([self.dataset.sample(n, r) for r in self.data_rngs])
-        return real.to(self.roles["discriminator"].params[0].dtype)
+        """[K, n, ...]: each run's batch from its own stream, in the models' dtype."""
+        return self.dataset.sample(n, self.data_rng).to(self.roles["discriminator"].params[0].dtype)
 
     def _record(self, prefix: str, values: dict[str, torch.Tensor]) -> None:
         for k, v in values.items():
@@ -222,7 +219,7 @@ class Trainer:
                 fake = self._G(self._noise(self.train.batch_size))
             d_real, d_fake = self._D(real), self._D(fake)
             terms = {"adv": self.loss.discriminator(d_real, d_fake)}
-            ctx = LossContext(real, fake, self._D, self.method_rngs, "discriminator")
+            ctx = LossContext(real, fake, self._D, self.method_rng, "discriminator")
             self._update("discriminator", terms, ctx)
         if self.train.stats:  # batch means per run
             self.stats.add("d/real", d_real.detach().float().mean(-1), self.step)
@@ -233,13 +230,13 @@ class Trainer:
         with self._autocast():
             fake = self._G(self._noise(self.train.batch_size))
             terms = {"adv": self.loss.generator(self._D(fake))}
-            ctx = LossContext(real, fake, self._D, self.method_rngs, "generator")
+            ctx = LossContext(real, fake, self._D, self.method_rng, "generator")
             self._update("generator", terms, ctx)
 
     def evaluate(self, run: int = 0) -> dict[str, float]:
         """Run `run`'s evaluation: its generator alone, as an ordinary model."""
         g = member(self._G, self.g_members[run], run)
-        sampler = Sampler(g, self.z_dim, self.device, self.seeds[run] * 1000 + 2)
+        sampler = Sampler(g, self.z_dim, self.device, self.seeds[run])
         metrics = evaluate(self.dataset, self.metrics, sampler, self.train.eval_samples)
         if sampler.first is not None:
             self.last_samples[run] = sampler.first[: self.dataset.keep_samples].cpu()

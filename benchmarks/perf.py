@@ -10,7 +10,8 @@ untracked, into a local SQLite store, and into an `mlflow server` on loopback. T
 runs: run-steps per second of the same runs one after another in this process, on `--jobs`
 worker processes of one thread each (what suites and sweeps do), as populations of K runs in
 one process (bench/population.py), and as populations on every worker, interleaved, with the
-ratios against the sequential harness.
+ratios against the sequential harness, and the aten ops each generator step dispatches at each
+K (on a GPU, kernel launches: what bounds a small model there).
 """
 
 from __future__ import annotations
@@ -200,6 +201,33 @@ def population_rate(k: int, steps: int, device: str = "cpu", **kw) -> float:
     return k * steps / results[0].train_time_s
 
 
+def ops_per_step(k: int, steps: int = 4, device: str = "cpu") -> float:
+    """aten ops dispatched per generator step of a K-member population (MLP, norm clipping,
+    statistics on; n_critic 1): on a GPU each is roughly one kernel launch, the cost that
+    bounds small models there, so this should not grow with K."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bench.datasets import create_dataset
+    from bench.run import build_trainer
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    trainer = build_trainer(
+        population_configs(k, 10, device), create_dataset("ring8", device=device)
+    )
+    for counting in (False, True):  # the first steps build lazy state (Adam's moments)
+        with Count() if counting else contextlib.nullcontext() as c:
+            for _ in range(steps):
+                trainer._g_step(trainer._d_step())
+                trainer.step += 1
+    return c.n / steps
+
+
 def _population_task(args) -> int:
     k, steps = args
     population_rate(k, steps)
@@ -243,6 +271,9 @@ def population_throughput(jobs: int, steps: int, rounds: int, conv_steps: int,
     for name, rate in med.items():
         if not name.startswith("dcgan"):
             print(f"  {name:>22}: {rate:8.0f} run-steps/s  ({rate / seq:.2f}x sequential)")
+    counts = {k: ops_per_step(k) for k in (1, *sizes[1:], 256)}
+    print("  aten ops per generator step (one D and one G update; ~ kernel launches on a GPU): "
+          + ", ".join(f"K={k} {n:.0f}" for k, n in counts.items()))  # fmt: skip
     if conv_steps:
         one = med["dcgan K=1"]
         print(f"DCGAN on digits, batch 64, {conv_steps} steps, one thread:")

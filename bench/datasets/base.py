@@ -11,6 +11,7 @@ import torch
 
 from bench.metrics.base import Metric, evaluate
 from bench.registry import Registry
+from bench.rng import Streams
 
 dataset_registry = Registry("dataset")
 
@@ -74,7 +75,8 @@ class Dataset:
         """Every metric of this instance on `n` samples of `sampler` (a trainer `Sampler`)."""
         return evaluate(self, self.metrics, sampler, n)
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, rng: Streams) -> torch.Tensor:
+        """[K, n, ...]: n training samples from each of the K streams of `rng` (one per run)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

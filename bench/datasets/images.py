@@ -123,9 +123,8 @@ class ImageData(ImageSet):
         return {"kind": "dcgan", "channels": cls.channels, "image_size": cls.size,
                 "z_dim": 64, "hidden": 32}  # fmt: skip
 
-    def sample(self, n, generator):
-        idx = torch.randint(len(self._train), (n,), generator=generator, device=self.device)
-        return to_unit(self._train[idx])
+    def sample(self, n, rng):
+        return to_unit(self._train[rng.integers(len(self._train), n)])
 
     @property
     def metrics(self):
@@ -201,16 +200,22 @@ class Stacked(ImageSet):
     def model_defaults(cls) -> dict:
         return cls.base_cls.model_defaults() | {"channels": 3}
 
-    def sample(self, n, generator):
-        return to_unit(self.stack(self.base._train, n, generator))
+    def sample(self, n, rng):
+        return to_unit(self.stack(self.base._train, rng.integers(len(self.base._train), n, 3)))
 
     @staticmethod
-    def stack(images: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(images), (n, 3), generator=generator, device=images.device)
-        return images[idx].squeeze(2)  # [n, 3, 1, H, W] -> [n, 3, H, W]
+    def stack(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The stacks of `images` [N, 1, H, W] at index triples `idx` [..., 3]: [..., 3, H, W]."""
+        return images[idx].squeeze(-3)
+
+    @classmethod
+    def stacks(cls, images: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """`n` random stacks of `images`, drawn from `gen` (fixed reference sets)."""
+        return cls.stack(images, torch.randint(len(images), (n, 3), generator=gen))
 
     def real_eval_images(self) -> torch.Tensor:
-        return self.stack(self.base.test_x, len(self.base.test_x), torch.Generator().manual_seed(0))
+        x = self.base.test_x
+        return self.stacks(x, len(x), torch.Generator().manual_seed(0))
 
     def references(self, n, seed=0):
         """Stacks of training images, uniform noise images, and stacks of one class only (a
@@ -218,9 +223,9 @@ class Stacked(ImageSet):
         gen = torch.Generator().manual_seed(seed)
         x, y = self.base.train_x, self.base.train_y
         return {
-            "data": self.stack(x, n, gen),
+            "data": self.stacks(x, n, gen),
             "uniform noise": noise_images(n, (3, *x.shape[2:]), gen),
-            "one mode": self.stack(x[y == y.min()], n, gen),
+            "one mode": self.stacks(x[y == y.min()], n, gen),
         }
 
     def describe(self):

@@ -15,6 +15,7 @@ import torch
 from bench.datasets.base import Dataset, dataset_registry
 from bench.metrics.base import Metric
 from bench.metrics.modes import frechet_to_mixture, mixture_statistics, mode_metrics
+from bench.rng import Streams
 
 HQ_GATE = 0.85  # the baseline's median hq_fraction a converged protocol reaches (issue 10)
 SUCCESS_HQ = 0.5  # a successful run puts at least this share of its samples on modes
@@ -86,13 +87,20 @@ class GaussianMixture2D(Dataset):
             + torch.randn(n, 2, generator=gen, dtype=torch.float64) @ chol.T
         )
         return {
-            "data": cls(device="cpu").sample(n, gen).double(),
+            "data": cls._draw(n, gen).double(),
             "uniform noise": lo - pad + (hi - lo + 2 * pad) * torch.rand(n, 2, generator=gen,
                                                                         dtype=torch.float64),
             "moment-matched Gaussian": gauss,
             "one mode": means[0] + cls.sigma * torch.randn(n, 2, generator=gen,
                                                            dtype=torch.float64),
         }  # fmt: skip
+
+    @classmethod
+    def _draw(cls, n: int, gen: torch.Generator) -> torch.Tensor:
+        """`n` float32 samples from a torch generator (the fixed reference sets)."""
+        means = cls.true_means().float()
+        idx = torch.randint(len(means), (n,), generator=gen)
+        return means[idx] + cls.sigma * torch.randn(n, 2, generator=gen)
 
     @classmethod
     def landmarks(cls):
@@ -102,11 +110,9 @@ class GaussianMixture2D(Dataset):
     def n_modes(self) -> int:
         return self.means.shape[0]
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        dev = self.means.device
-        idx = torch.randint(self.n_modes, (n,), generator=generator, device=dev)
-        noise = torch.randn(n, 2, generator=generator, device=dev)
-        return self.means[idx] + self.sigma * noise
+    def sample(self, n: int, rng: Streams) -> torch.Tensor:
+        idx = rng.integers(self.n_modes, n)
+        return self.means[idx] + self.sigma * rng.normal(n, 2, dtype=self.means.dtype)
 
     def describe(self):
         return {"modes": self.n_modes, "sigma": self.sigma, "dim": 2}

@@ -38,6 +38,7 @@ from bench.errors import ConfigError
 from bench.metrics.gradients import GradNorms, grads_of, run_views
 from bench.params import ROLES, allowed_text, param, validate
 from bench.registry import Registry
+from bench.rng import Streams
 
 method_registry = Registry("method")
 BASELINE = "none"  # the method every other is compared against (no-op)
@@ -91,13 +92,13 @@ class PerRun:
 class LossContext(PerRun):
     """What a loss hook may use. Tensors carry the run dim: `real`, `fake` [K, B, ...] (`fake`
     is detached for D updates), `discriminator` maps [K, B, ...] to logits [K, B]; `noise`
-    holds each run's own generator (draw with `rand`, so a run's draws do not depend on K).
+    holds each run's own stream (draw with `rand`, so a run's draws do not depend on K).
     Penalty terms are per run, [K]."""
 
     real: torch.Tensor
     fake: torch.Tensor
     discriminator: nn.Module
-    noise: list[torch.Generator]
+    noise: Streams
     role: str = "discriminator"
     configs: tuple[MethodConfig, ...] = ()
     _params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
@@ -106,10 +107,8 @@ class LossContext(PerRun):
         return self.real
 
     def rand(self, *shape: int) -> torch.Tensor:
-        """U[0, 1) of `shape` for each run from its own generator, stacked: [K, *shape]."""
-        r = self.real
-        return torch.stack([torch.rand(shape, generator=g, device=r.device, dtype=r.dtype)
-                            for g in self.noise])  # fmt: skip
+        """U[0, 1) of `shape` for each run from its own stream: [K, *shape]."""
+        return self.noise.uniform(*shape, dtype=self.real.dtype)
 
 
 @dataclass

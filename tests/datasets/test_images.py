@@ -8,6 +8,7 @@ import torch
 from bench.datasets import create_dataset
 from bench.datasets.files import read_idx
 from bench.errors import ConfigError
+from bench.rng import DATA, Streams
 from bench.run import resolve
 from bench.tensors import to_uint8, to_unit
 
@@ -41,8 +42,8 @@ def test_idx_data_sets_load_from_a_root_of_standard_files(name, gz, tmp_path):
     assert data.test_y.tolist() == [i % 10 for i in range(10)]
     raw = read_idx(next(root.glob("train-images*")))
     assert torch.equal(data.train_x[:, 0], torch.from_numpy(raw.copy()))
-    batch = data.sample(8, torch.Generator().manual_seed(0))
-    assert batch.shape == (8, 1, 28, 28) and batch.min() >= -1 and batch.max() <= 1
+    batch = data.sample(8, Streams([0, 1], DATA))
+    assert batch.shape == (2, 8, 1, 28, 28) and batch.min() >= -1 and batch.max() <= 1
 
 
 def test_missing_idx_files_fail_before_training_and_say_how_to_get_them(tmp_path):
@@ -61,7 +62,7 @@ def test_digits_are_uint8_8x8_with_a_fixed_split():
 
 def test_stacked_images_take_three_independent_base_images_as_channels():
     data = create_dataset("stacked-digits")
-    x = data.stack(data.base.train_x, 500, torch.Generator().manual_seed(1))
+    x = data.stacks(data.base.train_x, 500, torch.Generator().manual_seed(1))
     assert x.shape == (500, 3, 8, 8) and x.dtype == torch.uint8
     base = {tuple(img.flatten().tolist()) for img in data.base.train_x[:, 0]}
     assert all(tuple(x[i, c].flatten().tolist()) in base for i in range(20) for c in range(3))
@@ -112,5 +113,5 @@ def test_stacked_mnist_is_the_28x28_protocol_whenever_mnist_files_are_present():
     data = create_dataset("stacked-mnist", data_root=root)
     real = data.real_eval_images()
     assert real.shape == (10_000, 3, 28, 28) and real.dtype == torch.uint8
-    assert data.sample(4, torch.Generator().manual_seed(0)).shape == (4, 3, 28, 28)
+    assert data.sample(4, Streams([0], DATA)).shape == (1, 4, 3, 28, 28)
     assert data.caveat == "" and "stacked-mnist" in create_dataset("stacked-digits").caveat

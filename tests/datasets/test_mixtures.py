@@ -3,6 +3,7 @@ import math
 import torch
 
 from bench.datasets import create_dataset, dataset_registry
+from bench.rng import DATA, Streams
 
 
 def test_ring8_has_eight_distinct_modes_on_the_unit_circle():
@@ -24,10 +25,11 @@ def test_grid25_means_and_sigma():
 
 def test_sampling_is_seeded_and_streams_differ_per_seed():
     data = create_dataset("ring8")
-    a = data.sample(64, torch.Generator().manual_seed(0))
-    b = data.sample(64, torch.Generator().manual_seed(0))
-    c = data.sample(64, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+    a = data.sample(64, Streams([0], DATA))
+    b = data.sample(64, Streams([5, 0], DATA))  # seed 0 in the second slot of two
+    c = data.sample(64, Streams([1], DATA))
+    assert a.shape == (1, 64, 2) and b.shape == (2, 64, 2)
+    assert torch.equal(a[0], b[1]) and not torch.equal(a, c)
 
 
 def test_registry_lists_both_mixtures():

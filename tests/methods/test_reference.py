@@ -12,6 +12,7 @@ from bench.methods import LossContext, UpdateContext, create_method
 from bench.methods.agc import agc_, unit_dim
 from bench.models import build_models
 from bench.population import Single
+from bench.rng import METHOD, Streams
 
 
 def _model_with_grads(seed=0, scale=1.0):
@@ -257,7 +258,7 @@ def _ctx(d, seed=0):
     """A one-run loss context: [1, B, 2] tensors and D viewed as a one-member population."""
     torch.manual_seed(seed)
     real, fake = torch.randn(1, 8, 2), torch.randn(1, 8, 2)
-    return LossContext(real, fake, Single(d), [torch.Generator().manual_seed(7)])
+    return LossContext(real, fake, Single(d), Streams([7], METHOD))
 
 
 def test_r1_penalty_equals_direct_autograd():
@@ -276,7 +277,7 @@ def test_wgan_gp_penalty_equals_direct_autograd():
     _, d = build_models(ModelSpec(hidden=8))
     ctx = _ctx(d)
     terms = create_method("wgan_gp", weight=10.0).loss({}, ctx)
-    a = torch.rand(8, 1, generator=torch.Generator().manual_seed(7))
+    a = Streams([7], METHOD).uniform(8, 1)[0]  # the draws the context's stream makes
     x = (a * ctx.real[0] + (1 - a) * ctx.fake[0]).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     expected = 10.0 * ((grad.norm(dim=1) - 1) ** 2).mean()

@@ -115,7 +115,7 @@ def test_stacked_mode_count_real_data_and_collapsed_generator():
     data = create_dataset("stacked-digits")
     net, acc, _ = load_or_train(data.base)
     gen = torch.Generator().manual_seed(0)
-    real = (data.stack(data.base.test_x, 2000, gen) for _ in range(13))  # 26,000 samples
+    real = (data.stacks(data.base.test_x, 2000, gen) for _ in range(13))  # 26,000 samples
     m = images.stacked_modes(net, real)
     assert m["modes"] >= 990 and m["stacked_kl"] < 0.1
     const = (data.base.test_x[0].expand(2000, 3, 8, 8).contiguous() for _ in range(13))

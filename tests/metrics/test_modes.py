@@ -7,6 +7,7 @@ import torch
 
 from bench.datasets import create_dataset
 from bench.metrics.modes import frechet_to_mixture, mixture_statistics, mode_metrics
+from bench.rng import DATA, Streams
 
 HQ_EXPECTED = 1 - math.exp(-4.5)  # P(||N(0, s^2 I_2)|| < 3 s) = 0.98889
 Q = math.exp(-4.5)  # the mixture's own off-mode mass in 2-D
@@ -15,7 +16,7 @@ Q = math.exp(-4.5)  # the mixture's own off-mode mass in 2-D
 @pytest.mark.parametrize("name,k", [("ring8", 8), ("grid25", 25)])
 def test_perfect_samples_capture_all_modes_with_expected_quality(name, k):
     data = create_dataset(name)
-    samples = data.sample(100_000, torch.Generator().manual_seed(0))
+    samples = data.sample(100_000, Streams([0], DATA))[0]
     m = mode_metrics(samples, data.means, data.sigma)
     assert m["modes"] == k
     assert m["hq_fraction"] == pytest.approx(HQ_EXPECTED, abs=2e-3)
@@ -106,7 +107,7 @@ def test_frechet_2d_matches_scipy_sqrtm():
 
 def test_mixture_statistics_match_a_large_sample():
     data = create_dataset("ring8")
-    x = data.sample(400_000, torch.Generator().manual_seed(2)).double().numpy()
+    x = data.sample(400_000, Streams([2], DATA))[0].double().numpy()
     ref = mixture_statistics(data.means, data.sigma)
     np.testing.assert_allclose(x.mean(0), ref["mu"], atol=5e-3)
     np.testing.assert_allclose(np.cov(x, rowvar=False), ref["sigma"], atol=5e-3)
