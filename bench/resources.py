@@ -60,12 +60,23 @@ def available_bytes(device: str) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def check_memory(cfg) -> None:
-    """A one-line ConfigError when the run cannot fit in the device's free memory."""
-    need, free = estimate_bytes(cfg), available_bytes(cfg.device)
+def check_memory(cfg, runs: int = 1) -> None:
+    """A one-line ConfigError when `runs` runs of `cfg` trained together (a population: every
+    tensor K times) cannot fit in the device's free memory."""
+    need, free = runs * estimate_bytes(cfg), available_bytes(cfg.device)
     if need > free:
-        raise ConfigError(
-            f"batch_size={cfg.train.batch_size} with hidden={cfg.model.hidden} needs about "
-            f"{need / GIB:.3g} GiB; {free / GIB:.3g} GiB is free on {cfg.device}: use a smaller "
-            "batch or model"
-        )
+        what = f"batch_size={cfg.train.batch_size} with hidden={cfg.model.hidden}"
+        fix = "batch or model"
+        if runs > 1:
+            what, fix = f"population={runs} of {what}", "--population, batch or model"
+        raise ConfigError(f"{what} needs about {need / GIB:.3g} GiB; {free / GIB:.3g} GiB is "
+                          f"free on {cfg.device}: use a smaller {fix}")  # fmt: skip
+
+
+def fitting_population(cfg, k: int, requested: int | str) -> int:
+    """`k` runs of `cfg` to train together, checked against free memory: an explicit request
+    that does not fit is a one-line error, `auto` shrinks to what fits (at least 1)."""
+    if requested == "auto":
+        return max(1, min(k, available_bytes(cfg.device) // max(1, estimate_bytes(cfg))))
+    check_memory(cfg, runs=k)
+    return k

@@ -207,6 +207,7 @@ def execute_population(
             "amp=true cannot train populations (one loss scaler would skip every run's "
             "step); use population 1 or amp=false"
         )
+    check_memory(first, runs=len(cfgs))
     set_run_threads(first.model.kind, first.device)
     dataset = load_data(first)
     if on_data is not None:

@@ -30,6 +30,7 @@ from bench.config import ModelSpec, RunConfig, TrainConfig
 from bench.errors import ConfigError, NoOpMethod
 from bench.methods import BASELINE, method_registry, search_space
 from bench.record import config_hash, run_tracked_population
+from bench.resources import fitting_population
 from bench.run import population_key, resolve
 from bench.sweep import SweepConfig, default_storage, run_sweep
 from bench.workers import choose_population, worker_init
@@ -331,7 +332,8 @@ def populations(todo: list, population: int | str, jobs: int) -> list[list]:
     chunks = []
     for group in groups.values():
         cfg = group[0][0]
-        k = max(1, min(choose_population(population, cfg.model.kind, cfg.device), share))
+        k = min(choose_population(population, cfg.model.kind, cfg.device), share, len(group))
+        k = fitting_population(cfg, max(1, k), population)
         chunks += [group[i : i + k] for i in range(0, len(group), k)]
     return chunks
 
@@ -346,7 +348,8 @@ def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: boo
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} is not allowed; allowed: >= 1")
     choose_population(population, "mlp", device)  # a bad value fails before any work
-    suite.entries(device)  # validates everything before anything runs
+    # Validates every entry, and the population sizes against memory, before anything runs.
+    populations(suite.entries(device), population, jobs)
     for (dataset, name), why in suite.no_ops(device).items():
         print(f"suite {suite.name}: {name} left out on {dataset} ({why.split(':')[0]})",
               file=sys.stderr)  # fmt: skip

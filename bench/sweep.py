@@ -31,6 +31,7 @@ from typing import Any
 from bench.errors import ConfigError, safe_url
 from bench.methods import method_registry, search_space
 from bench.metrics.base import Metric
+from bench.resources import fitting_population
 from bench.run import execute_population, resolve
 from bench.sweep_artifacts import log_study_artifacts, study_tags
 from bench.tracking import pid_alive, writable_dir
@@ -81,8 +82,9 @@ class SweepConfig:
 
     def population_size(self, workers: int) -> int:
         """Trials per population (see `sweep_population`)."""
-        kind = self.run_config(default_params(self.method), self.tuning_seeds[0]).model.kind
-        return sweep_population(self.population, kind, self.device, self.trials, workers)
+        cfg = self.run_config(default_params(self.method), self.tuning_seeds[0])
+        k = sweep_population(self.population, cfg.model.kind, self.device, self.trials, workers)
+        return fitting_population(cfg, k, self.population)
 
     def run_config(self, params: dict[str, float], seed: int):
         return resolve(self.dataset, [(self.method, params)], self.train, self.model, seed,

@@ -59,6 +59,26 @@ def test_populations_record_the_same_runs_as_single_runs(mlflow_tracker):
     assert all(two[k] == pytest.approx(one[k], abs=0.02) for k in one)
 
 
+def test_population_sizes_are_checked_against_free_memory_before_anything_runs(monkeypatch):
+    """A population is K runs' tensors: `auto` shrinks to what fits, an explicit K that does
+    not fit is a one-line error naming it, before any sweep or run (nothing is tracked)."""
+    import bench.resources as resources
+    from bench.sweep import SweepConfig
+
+    entries = MICRO.entries("cpu")
+    per_run = resources.estimate_bytes(entries[0][0])
+    sweep_run = resources.estimate_bytes(SweepConfig("ring8", "norm_clip").run_config({}, 0))
+    monkeypatch.setattr(resources, "available_bytes", lambda device: int(1.5 * per_run))
+    assert {len(c) for c in suite_mod.populations(entries, "auto", 1)} == {1}
+    with pytest.raises(ConfigError, match="population=2 of batch_size=.*smaller --population"):
+        suite_mod.populations(entries, 2, 1)
+    with pytest.raises(ConfigError, match="population=2"):
+        run_suite(MICRO, None, "t-mem", "cpu", progress=False, population=2)
+    monkeypatch.setattr(resources, "available_bytes", lambda device: int(1.5 * sweep_run))
+    with pytest.raises(ConfigError, match="population=2"):
+        SweepConfig("ring8", "norm_clip", trials=4, population=2).validate()
+
+
 def test_interrupted_run_is_marked_killed_and_redone_without_duplicates(
     mlflow_tracker, monkeypatch
 ):
