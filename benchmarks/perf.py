@@ -48,7 +48,8 @@ def bare_loop(steps: int, batch: int, seed: int = 0) -> float:
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
     t0 = time.perf_counter()
     for _ in range(steps):
-        real = data.sample(batch, data_rng)
+        idx = torch.randint(len(data.means), (batch,), generator=data_rng)
+        real = data.means[idx] + data.sigma * torch.randn(batch, 2, generator=data_rng)
         with torch.no_grad():
             fake = g(torch.randn(batch, 2, generator=noise_rng))
         loss_d = F.softplus(-d(real)).mean() + F.softplus(d(fake)).mean()

@@ -27,6 +27,17 @@ def test_tensor_streams_equal_the_reference_bit_for_bit():
         assert [x & (2**64 - 1) for x in a.tolist() + b.flatten().tolist()] == ref
 
 
+def test_blocks_are_invisible_draws_across_refills_equal_the_reference(monkeypatch):
+    import bench.rng
+
+    monkeypatch.setattr(bench.rng, "BLOCK_OUTPUTS", 8)  # 4 outputs per stream per block
+    s = Streams([3, 9], DATA)
+    draws = [s.bits(3), s.bits(2, 3), s.bits(1), s.bits(9)]  # refills mid-way and oversized
+    got = torch.cat([d.flatten(1) for d in draws], 1)
+    for row, seed in zip(got.tolist(), (3, 9), strict=True):
+        assert [x & (2**64 - 1) for x in row] == splitmix64(stream_key(seed, DATA), 19)
+
+
 def test_a_runs_draws_depend_on_its_seed_not_on_its_slot_or_k():
     alone = Streams([7], DATA)
     crowd = Streams([1, 2, 7, 4], DATA)
