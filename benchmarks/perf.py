@@ -11,7 +11,8 @@ runs: run-steps per second of the same runs one after another in this process, o
 worker processes of one thread each (what suites and sweeps do), as populations of K runs in
 one process (bench/population.py), and as populations on every worker, interleaved, with the
 ratios against the sequential harness, and the aten ops each generator step dispatches at each
-K (on a GPU, kernel launches: what bounds a small model there).
+K (on a GPU, kernel launches: what bounds a small model there). Where CUDA is present, last,
+the GPU populations of benchmarks/gpu_population.py (run-steps/s and peak memory per member).
 """
 
 from __future__ import annotations
@@ -180,6 +181,12 @@ def main() -> None:
     if args.population_steps:
         population_throughput(args.jobs, args.population_steps, max(2, args.rounds // 3),
                               args.conv_steps)  # fmt: skip
+    if torch.cuda.is_available():  # the same as benchmarks/gpu_population.py alone
+        from gpu_population import table
+
+        print(f"GPU: {torch.cuda.get_device_name()}")
+        table("MLP on ring8, batch 256", [1, 64, 256, 1024], 200, "cuda")
+        table("DCGAN on digits, batch 64", [1, 16, 64], 50, "cuda", dataset="digits", batch=64)
 
 
 def _one_run(steps: int) -> int:
