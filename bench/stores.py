@@ -75,12 +75,33 @@ def query(path: Path, sql: str) -> list[tuple]:
         return db.execute(sql).fetchall()
 
 
+def _missing_table(e: sqlite3.OperationalError) -> bool:
+    """The one OperationalError that says something of the file's schema. Others ("database is
+    locked", I/O) are transient and say nothing: they propagate, never leading to a rebuild
+    that would delete a live store."""
+    return "no such table" in str(e)
+
+
+def _schema_rows(path: Path, sql: str) -> list[tuple] | None:
+    """`query`'s rows, or None where the file lacks the table or is no database at all."""
+    try:
+        return query(path, sql)
+    except sqlite3.OperationalError as e:
+        if _missing_table(e):
+            return None
+        raise
+    except sqlite3.DatabaseError:
+        return None
+
+
 def _count(path: Path, table: str) -> int:
     """Rows of `table`; a file that is not a database counts as holding work (never deleted)."""
     try:
         return int(query(path, f"SELECT count(*) FROM {table}")[0][0])
-    except sqlite3.OperationalError:  # no such table: nothing recorded yet
-        return 0
+    except sqlite3.OperationalError as e:
+        if _missing_table(e):  # nothing recorded yet
+            return 0
+        raise
     except sqlite3.DatabaseError:  # not a database at all: someone else's file
         return -1 if path.stat().st_size else 0
 
@@ -95,10 +116,7 @@ def _mlflow_head() -> str:
 
 
 def mlflow_complete(path: Path) -> bool:
-    try:
-        return query(path, "SELECT version_num FROM alembic_version") == [(_mlflow_head(),)]
-    except sqlite3.DatabaseError:
-        return False
+    return _schema_rows(path, "SELECT version_num FROM alembic_version") == [(_mlflow_head(),)]
 
 
 def create_mlflow(tmp: Path) -> None:
@@ -116,11 +134,8 @@ def ensure_mlflow_store(path: Path) -> None:
 
 
 def optuna_complete(path: Path) -> bool:
-    try:
-        return (len(query(path, "SELECT schema_version FROM version_info")) == 1
-                and len(query(path, "SELECT version_num FROM alembic_version")) == 1)  # fmt: skip
-    except sqlite3.DatabaseError:
-        return False
+    tables = ("SELECT schema_version FROM version_info", "SELECT version_num FROM alembic_version")
+    return all(len(_schema_rows(path, sql) or ()) == 1 for sql in tables)
 
 
 def create_optuna(tmp: Path) -> None:

@@ -83,3 +83,23 @@ def test_a_half_created_store_is_rebuilt_when_empty_and_refused_when_it_holds_ru
     other.write_text("not a database")
     with pytest.raises(ConfigError, match="left alone"):
         ensure_optuna_store(other)
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "optuna"])
+def test_a_busy_store_is_never_taken_for_a_half_created_one(kind, tmp_path, monkeypatch):
+    """A transient error while checking a live store ("database is locked") propagates: it
+    must not read as "incomplete and empty", which deleted the store under its writer."""
+    import bench.stores as stores
+
+    ensure = {"mlflow": ensure_mlflow_store, "optuna": ensure_optuna_store}[kind]
+    db = tmp_path / "store.db"
+    ensure(db)
+    before = db.stat().st_ino
+
+    def busy(path, sql):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(stores, "query", busy)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        ensure(db)
+    assert db.exists() and db.stat().st_ino == before
