@@ -4,6 +4,7 @@ parent."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 
 _IN_WORKER = False  # set in worker processes: they hold one thread whatever the model
@@ -23,6 +24,9 @@ def worker_init() -> None:
     torch.set_num_threads(1)
     with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died while we started (before the call above could take)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
 
 
