@@ -125,8 +125,11 @@ def test_killing_a_suite_process_and_rerunning_it_finishes_exactly_once(tmp_path
     toml = tmp_path / "killme.toml"
     toml.write_text(SLOW_MICRO)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # One worker: the two populations (one per method) train one after the other, so the kill
+    # lands mid-suite (two workers finished both at once, and the kill could come too late);
+    # tests/test_kill_at_random.py kills suites with workers at random moments.
     cmd = [sys.executable, "-m", "bench", "suite", "--suite", str(toml), "--tracking-uri", uri,
-           "--no-progress", "--no-report", "--device", "cpu"]  # fmt: skip
+           "--no-progress", "--no-report", "--device", "cpu", "--jobs", "1"]  # fmt: skip
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     tracker = None
