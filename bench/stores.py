@@ -71,7 +71,11 @@ def ensure_sqlite(
 
 
 def query(path: Path, sql: str) -> list[tuple]:
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+    """Read-write (never creating the file): a writer killed mid-transaction leaves a hot
+    journal that only a writable connection can roll back; a read-only one fails with
+    "attempt to write a readonly database", which once read as "half-created" and deleted a
+    store full of finished trials."""
+    with closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=60)) as db:
         return db.execute(sql).fetchall()
 
 

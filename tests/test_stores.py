@@ -103,3 +103,28 @@ def test_a_busy_store_is_never_taken_for_a_half_created_one(kind, tmp_path, monk
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         ensure(db)
     assert db.exists() and db.stat().st_ino == before
+
+
+KILLED_WRITER = """
+import os, signal, sqlite3
+db = sqlite3.connect({db!r})
+db.execute("create table kept(x)")
+db.execute("insert into kept values (1)")
+db.commit()
+db.execute("PRAGMA cache_size=1")  # spill the open transaction to the file: a hot journal
+db.execute("begin")
+for i in range(20000):
+    db.execute("insert into kept values (?)", (i,))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_store_whose_writer_was_killed_mid_transaction_is_kept(tmp_path):
+    """A kill inside a write leaves a hot journal; checking the store rolls it back and keeps
+    everything committed (it was deleted as "half-created" when checked read-only)."""
+    db = tmp_path / "optuna.db"
+    ensure_optuna_store(db)
+    subprocess.run([sys.executable, "-c", KILLED_WRITER.format(db=str(db))], check=False)
+    assert db.with_name("optuna.db-journal").exists()
+    ensure_optuna_store(db)
+    assert sqlite3.connect(db).execute("select count(*) from kept").fetchone() == (1,)
