@@ -444,9 +444,11 @@ def pid_alive(pid: int) -> bool:
 
 def quiet_mlflow() -> None:
     """MLflow's defaults for a batch job: nothing on stdout (it carries our JSON line), no
-    store-migration chatter, no progress bars, and bounded retries against a server (about
-    10 s in all before a call is given up, instead of minutes)."""
-    env = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    store-migration chatter, no progress bars, bounded retries against a server (about 10 s in
+    all before a call is given up, instead of minutes), and no usage telemetry: it calls out
+    to the internet, and its session id, kept in os.environ and deleted from another thread,
+    once failed a request with KeyError('_MLFLOW_TELEMETRY_SESSION_ID') (a CI run's upload)."""
+    env = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
