@@ -1,4 +1,4 @@
-"""Frozen run configuration: training recipe, model spec, methods; flatten / from_flat for MLflow.
+"""Frozen run configuration: training recipe, model spec, methods; `flatten` for MLflow.
 
 Config flows one way: CLI -> these dataclasses -> explicit constructor arguments. Every config
 validates itself on construction, so bad input fails before anything is built or written.
@@ -10,10 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.datasets import dataset_registry
 from bench.errors import ConfigError
-from bench.methods import method_registry
-from bench.params import ROLES, from_texts, param, to_text, validate
+from bench.params import ROLES, param, to_text, validate
 
 LOSSES = ("ns", "wasserstein", "hinge")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -33,16 +31,19 @@ class TrainConfig:
     )  # fmt: skip
     loss: str = param("ns", choices=LOSSES, help="adversarial loss (ns: non-saturating BCE)")
     optimizer: str = param("adam", choices=OPTIMIZERS, help="optimizer of both networks")
-    lr_g: float = param(2e-4, low=0.0, low_open=True, help="generator learning rate")
-    lr_d: float = param(2e-4, low=0.0, low_open=True, help="discriminator learning rate")
+    # member=True: members of one population may differ in it (bench/optim.py: per-run rates)
+    lr_g: float = param(2e-4, low=0.0, low_open=True, help="generator learning rate", member=True)
+    lr_d: float = param(2e-4, low=0.0, low_open=True, help="discriminator learning rate",
+                        member=True)  # fmt: skip
     lr_mult: float = param(
-        1.0,
-        low=0.0,
-        low_open=True,
-        help="multiplies both learning rates (the stability map's axis: the recipe's rates x this)",
-    )
-    beta1: float = param(0.5, low=0.0, high=1.0, help="Adam beta1 / SGD momentum")
-    beta2: float = param(0.999, low=0.0, high=1.0, help="Adam beta2")
+        1.0, low=0.0, low_open=True, member=True,
+        help="multiplies both learning rates (a stress axis: the recipe's rates x this)",
+    )  # fmt: skip
+    # high_open: torch's Adam refuses a beta of 1 (and a momentum of 1 never forgets)
+    beta1: float = param(0.5, low=0.0, high=1.0, high_open=True, member=True,
+                         help="Adam beta1 / SGD momentum")  # fmt: skip
+    beta2: float = param(0.999, low=0.0, high=1.0, high_open=True, member=True,
+                         help="Adam beta2")  # fmt: skip
     amp: bool = param(False, help="mixed precision (bf16 autocast on CPU, fp16 on CUDA)")
     eval_every: int = param(500, low=1, help="evaluation interval (generator steps)")
     eval_samples: int = param(2500, low=10, help="generated samples per evaluation")
@@ -90,15 +91,12 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method by registered name with its class and validated config (resolved once)."""
+    """A method by registered name with its class and validated config (resolved once, by
+    bench.run: this module looks nothing up in the registries)."""
 
     name: str
     config: Any
-    cls: Any = field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.cls is None:
-            object.__setattr__(self, "cls", method_registry.get(self.name))
+    cls: Any = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -109,14 +107,12 @@ class RunConfig:
     methods: tuple[MethodSpec, ...]
     train: TrainConfig
     model: ModelSpec
-    seed: int = 0
+    # torch.manual_seed takes up to 2**64 - 1; int64 keeps seeds exact in every store and frame
+    seed: int = param(0, low=0, high=2**63 - 1, cli=False,
+                      help="the run's seed: initialisation, data and noise streams")  # fmt: skip
     device: str = "cpu"
     data_root: str = ""  # image data sets: where their files are ("" = the default place)
     data_cls: Any = field(default=None, compare=False, repr=False)  # the dataset's class
-
-    def __post_init__(self) -> None:
-        if self.data_cls is None:
-            object.__setattr__(self, "data_cls", dataset_registry.get(self.dataset))
 
     @property
     def metrics(self) -> tuple:
@@ -147,26 +143,3 @@ def flatten(cfg: RunConfig) -> dict[str, str]:
         items = dataclasses.asdict(m.config).items()
         flat |= {f"method.{m.name}.{k}": to_text(v) for k, v in items}
     return flat
-
-
-def from_flat(flat: dict[str, str]) -> RunConfig:
-    """Inverse of `flatten`."""
-
-    def section(prefix: str) -> dict[str, str]:
-        n = len(prefix) + 1
-        return {k[n:]: v for k, v in flat.items() if k.startswith(prefix + ".")}
-
-    names = [n for n in flat.get("methods", "").split(",") if n]
-    methods = tuple(
-        MethodSpec(n, from_texts(method_registry.get(n).config_cls, section(f"method.{n}"), n))
-        for n in names
-    )
-    return RunConfig(
-        dataset=flat["dataset"],
-        methods=methods,
-        train=from_texts(TrainConfig, section("train"), "train"),
-        model=from_texts(ModelSpec, section("model"), "model"),
-        seed=int(flat["seed"]),
-        device=flat["device"],
-        data_root=flat.get("data_root", ""),
-    )

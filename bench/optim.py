@@ -1,10 +1,10 @@
 """The run's optimizer, and its per-run form for populations whose members differ in learning
-rate (the stability map's multiples, learning-rate trials).
+rate or Adam's betas (a stress axis's multiples, learning-rate trials).
 
 torch's Adam, RMSprop and SGD are elementwise, so on stacked [K, ...] tensors they are K
-independent optimizers (Adam bitwise so) as long as the members share one learning rate. When
-they do not, `PerRunOptimizer` applies torch's own update rules (foreach Adam without weight
-decay or amsgrad; RMSprop; SGD with Nesterov momentum) with a [K] learning rate.
+independent optimizers (Adam bitwise so) as long as the members share one learning rate and one
+pair of betas. When they do not, `PerRunOptimizer` applies torch's own update rules (foreach
+Adam without weight decay or amsgrad; RMSprop; SGD with Nesterov momentum) with [K] values.
 """
 
 from __future__ import annotations
@@ -14,40 +14,55 @@ import torch
 from bench.config import TrainConfig
 
 
-def make_optimizer(params, train: TrainConfig, lr: float | list[float]) -> torch.optim.Optimizer:
-    """The optimizer of one role: torch's, or the per-run one when `lr` holds several values."""
-    if isinstance(lr, list) and len(set(lr)) > 1:
-        return PerRunOptimizer(params, train, lr)
-    lr = lr[0] if isinstance(lr, list) else lr
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), foreach=True)
-    if train.optimizer == "rmsprop":
+def role_rate(train: TrainConfig, role: str) -> float:
+    """A role's learning rate: the recipe's rate times the multiplier (a stress axis)."""
+    return train.lr_mult * (train.lr_g if role == "generator" else train.lr_d)
+
+
+def make_optimizer(params, trains: list[TrainConfig], role: str) -> torch.optim.Optimizer:
+    """The optimizer of one role for members with training configs `trains` (one per member;
+    they share everything but the fields declared `member=True`)."""
+    hyper = [(role_rate(t, role), t.beta1, t.beta2) for t in trains]
+    kind = trains[0].optimizer
+    if len(set(hyper)) > 1:
+        return PerRunOptimizer(params, kind, hyper)
+    lr, beta1, beta2 = hyper[0]
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), foreach=True)
+    if kind == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, foreach=True)
-    return torch.optim.SGD(params, lr=lr, momentum=train.beta1, nesterov=True, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=beta1, nesterov=True, foreach=True)
 
 
 class PerRunOptimizer(torch.optim.Optimizer):
     """Adam, RMSprop or SGD (as `make_optimizer` configures torch's) on stacked parameters
-    [K, ...], member k at learning rate `lrs[k]`."""
+    [K, ...], member k with (learning rate, beta1, beta2) `hyper[k]`."""
 
-    def __init__(self, params, train: TrainConfig, lrs: list[float]):
-        defaults = {"lr": list(lrs), "kind": train.optimizer,
-                    "betas": (train.beta1, train.beta2), "eps": 1e-8}  # fmt: skip
-        super().__init__(params, defaults)
+    def __init__(self, params, kind: str, hyper: list[tuple[float, float, float]]):
+        super().__init__(params, {"hyper": list(hyper), "kind": kind, "eps": 1e-8})
+        self._columns: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    getattr(self, f"_{group['kind']}")(p, self.state[p], group)
+                    lr, b1, b2 = self._values(group["hyper"], p)
+                    getattr(self, f"_{group['kind']}")(p, self.state[p], lr, b1, b2, group["eps"])
+
+    def _values(self, hyper, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """[K, 1, ...] columns of the members' values, built once per shape (not per step)."""
+        key = (p.ndim, p.dtype, p.device)
+        if key not in self._columns:
+            shape = (-1, *[1] * (p.ndim - 1))
+            self._columns[key] = tuple(
+                torch.tensor(col, dtype=p.dtype, device=p.device).view(shape)
+                for col in zip(*hyper, strict=True)
+            )
+        return self._columns[key]
 
     @staticmethod
-    def _rates(values: list[float], p: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(values, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.ndim - 1))
-
-    def _adam(self, p, state, group) -> None:
-        b1, b2 = group["betas"]
+    def _adam(p, state, lr, b1, b2, eps) -> None:
         if not state:
             state["step"] = 0
             state["exp_avg"] = torch.zeros_like(p)
@@ -55,23 +70,25 @@ class PerRunOptimizer(torch.optim.Optimizer):
         state["step"] += 1
         t, m, v, g = state["step"], state["exp_avg"], state["exp_avg_sq"], p.grad
         m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        v.mul_(b2).addcmul_(g * (1 - b2), g)
         bc1, bc2 = 1 - b1**t, 1 - b2**t
-        denom = (v.sqrt() / bc2**0.5).add_(group["eps"])
-        p.add_(m / denom * self._rates([-lr / bc1 for lr in group["lr"]], p))
+        denom = (v.sqrt() / bc2.sqrt()).add_(eps)
+        p.add_(m / denom * (-lr / bc1))
 
-    def _rmsprop(self, p, state, group) -> None:
+    @staticmethod
+    def _rmsprop(p, state, lr, b1, b2, eps) -> None:
         if not state:
             state["square_avg"] = torch.zeros_like(p)
         avg, g = state["square_avg"], p.grad
         avg.mul_(0.99).addcmul_(g, g, value=0.01)
-        p.add_(g / avg.sqrt().add_(group["eps"]) * self._rates([-lr for lr in group["lr"]], p))
+        p.add_(g / avg.sqrt().add_(eps) * -lr)
 
-    def _sgd(self, p, state, group) -> None:
-        momentum, g = group["betas"][0], p.grad
+    @staticmethod
+    def _sgd(p, state, lr, b1, b2, eps) -> None:
+        g = p.grad
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = g.clone()
         else:
-            state["momentum_buffer"].mul_(momentum).add_(g)
-        step = g.add(state["momentum_buffer"], alpha=momentum)  # Nesterov
-        p.add_(step * self._rates([-lr for lr in group["lr"]], p))
+            state["momentum_buffer"].mul_(b1).add_(g)
+        step = g + state["momentum_buffer"] * b1  # Nesterov
+        p.add_(step * -lr)

@@ -17,6 +17,10 @@ from bench.errors import ConfigError
 
 ROLES = ("generator", "discriminator")
 FLOAT32_MAX = 3.4028234663852886e38
+# float32's smallest normal number: a nonzero value below it becomes a subnormal or 0 in the
+# tensors it goes into (a clip value of 1e-50 zeroed every gradient, silently).
+FLOAT32_TINY = 1.1754943508222875e-38
+FLOAT32_TEXT = f"finite, 0 or between {FLOAT32_TINY:.3g} and {FLOAT32_MAX:.3g} in magnitude: float32"
 
 
 @dataclass(frozen=True)
@@ -34,15 +38,20 @@ def param(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
     choices: tuple[Any, ...] | None = None,
     search: Search | None = None,
     help: str = "",
     cli: bool = True,
+    member: bool = False,
 ) -> Any:
-    """A dataclass field with validation metadata (`low_open`: the lower bound is excluded;
-    `cli=False`: set by data or methods, not a command-line flag)."""
-    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices}
-    meta |= {"search": search, "help": help, "cli": cli}
+    """A dataclass field with validation metadata (`low_open`, `high_open`: that bound is
+    excluded, e.g. Adam's betas, which torch refuses at 1;
+    `cli=False`: set by data or methods, not a command-line flag; `member=True`: members of
+    one population may differ in it)."""
+    meta = {"low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "choices": choices}  # fmt: skip
+    meta |= {"search": search, "help": help, "cli": cli, "member": member}
     if isinstance(default, list | dict | set):
         raise TypeError("use tuples for defaults of frozen configs")
     return dataclasses.field(default=default, metadata=meta)
@@ -53,17 +62,18 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def allowed_text(f: dataclasses.Field) -> str:
-    """Human text for what a field accepts, e.g. '> 0', '[1, 100]', 'one of: a, b'."""
+    """Human text for what a field accepts, e.g. '> 0', '[1, 100]', '[0, 1)', 'one of: a, b'."""
     m = f.metadata
     if m.get("choices"):
         return "one of: " + ", ".join(str(c) for c in m["choices"])
     lo, hi = m.get("low"), m.get("high")
+    lo_open, hi_open = m.get("low_open", False), m.get("high_open", False)
     if lo is not None and hi is not None:
-        return f"{'(' if m['low_open'] else '['}{lo}, {hi}]"
+        return f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
     if lo is not None:
-        return f"{'>' if m['low_open'] else '>='} {lo}"
+        return f"{'>' if lo_open else '>='} {lo}"
     if hi is not None:
-        return f"<= {hi}"
+        return f"{'<' if hi_open else '<='} {hi}"
     return ""
 
 
@@ -71,22 +81,61 @@ def validate(obj: Any, owner: str) -> None:
     """Check every field of a config dataclass against its declared range or choices."""
     types_ = field_types(type(obj))
     for f in dataclasses.fields(obj):
-        value, m = getattr(obj, f.name), f.metadata
-        ok = isinstance(value, _runtime_type(types_[f.name]))
-        if ok and isinstance(value, float) and not abs(value) <= FLOAT32_MAX:
-            ok = False  # NaN, inf, or a value that overflows the float32 tensors it goes into
-        if ok and m.get("choices") is not None:
-            items = value if isinstance(value, tuple) else (value,)
-            ok = all(v in m["choices"] for v in items)
-        if ok and m.get("low") is not None:
-            ok = value > m["low"] if m["low_open"] else value >= m["low"]
-        if ok and m.get("high") is not None:
-            ok = value <= m["high"]
-        if not ok:
-            allowed = allowed_text(f) or _type_name(types_[f.name])
-            if isinstance(value, float):
-                allowed += f" (finite, at most {FLOAT32_MAX:.3g} in magnitude: float32)"
-            raise ConfigError(f"{owner}: {f.name}={value!r} is not allowed; allowed: {allowed}")
+        check_value(f, types_[f.name], getattr(obj, f.name), owner)
+
+
+def check_field(cls: type, name: str, value: Any, owner: str) -> Any:
+    """`value` checked against the declaration of field `name` of `cls` (for values that are
+    checked before their dataclass is built, e.g. a run's seed); returns it."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    check_value(f, field_types(cls)[name], value, owner)
+    return value
+
+
+def check_value(f: dataclasses.Field, tp: Any, value: Any, owner: str) -> None:
+    """One value against its field's declared type, range and choices; float values must also
+    survive float32, the tensors they go into. A one-line ConfigError otherwise."""
+    if _allowed(f.metadata, tp, value):
+        return
+    allowed = allowed_text(f) or _type_name(tp)
+    if _is_number(value) and tp is float:
+        allowed += f" ({FLOAT32_TEXT})"
+    raise ConfigError(f"{owner}: {f.name}={value!r} is not allowed; allowed: {allowed}")
+
+
+def _allowed(m: Any, tp: Any, value: Any) -> bool:
+    if not isinstance(value, _runtime_type(tp)) or (tp is int and isinstance(value, bool)):
+        return False
+    if tp is float and not float32_ok(value):
+        return False  # NaN, inf, or a value float32 rounds to inf or to (almost) 0
+    if m.get("choices") is not None:
+        items = value if isinstance(value, tuple) else (value,)
+        return all(v in m["choices"] for v in items)
+    lo, hi = m.get("low"), m.get("high")
+    if lo is not None and not (value > lo if m.get("low_open") else value >= lo):
+        return False
+    return hi is None or (value < hi if m.get("high_open") else value <= hi)
+
+
+def float32_ok(value: float) -> bool:
+    """Finite, and 0 or a normal float32 number: what reaches a tensor is what was asked."""
+    try:
+        magnitude = abs(float(value))
+    except OverflowError:  # an int beyond any float
+        return False
+    return magnitude == 0 or FLOAT32_TINY <= magnitude <= FLOAT32_MAX
+
+
+def check_float32(value: float, name: str, owner: str = "train") -> float:
+    """A value derived from others (e.g. a learning rate times its multiplier), checked where
+    it is derived: each factor may be fine while the product is not a float32."""
+    if not float32_ok(value):
+        raise ConfigError(f"{owner}: {name}={value!r} is not allowed; allowed: {FLOAT32_TEXT}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def parse_value(cls: type, name: str, text: str, owner: str) -> Any:
@@ -180,3 +229,13 @@ def _type_name(tp: Any) -> str:
     return {bool: "boolean (true/false)", int: "integer", float: "number", str: "string"}.get(
         tp, str(tp)
     )
+
+
+def member_fields(cls: type) -> tuple[str, ...]:
+    """The fields of `cls` declared `member=True`: a population's members may differ in them."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("member"))
+
+
+def cli_fields(cls: type) -> tuple[str, ...]:
+    """The fields of `cls` a user sets (flags, suite tables, axes); the rest data and methods set."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True))

@@ -16,6 +16,7 @@ import torch
 
 from bench.config import (
     MODEL_KINDS,
+    ROLES,
     VECTOR_KINDS,
     MethodSpec,
     ModelSpec,
@@ -24,9 +25,11 @@ from bench.config import (
 )
 from bench.datasets import dataset_registry
 from bench.errors import ConfigError, NoOpMethod
+from bench.members import Member, Population
 from bench.methods import BASELINE, Method, method_registry
 from bench.models import ARCHITECTURES, build_models
-from bench.params import typed_config, typed_values
+from bench.optim import role_rate
+from bench.params import FLOAT32_MAX, from_texts, member_fields, typed_config, typed_values
 from bench.resources import check_memory
 from bench.trainer import RunResult, Trainer
 
@@ -82,6 +85,7 @@ def resolve(
     for s in specs:
         train_cfg = s.cls.recipe(s.config, train_cfg)
     train_cfg = data_cls.settle(_replace(train_cfg, train or {}, "train"))
+    check_rates(train_cfg)
     base = ModelSpec(**data_cls.model_defaults())
     spec = _replace(_replace(base, arch_model, "model"), model or {}, "model")
     for s in specs:
@@ -165,19 +169,18 @@ def execute(cfg: RunConfig, on_log=None, progress: bool = False, on_data=None) -
 
 
 def population_key(cfg: RunConfig) -> tuple:
-    """What the members of one population share: everything but the seed, the learning rates
-    and the float values (thresholds, penalty weights) of methods that read them per run."""
+    """What the members of one population share: everything but the seed, the training fields
+    declared `member=True` (learning rates, Adam's betas) and the float values (thresholds,
+    penalty weights) of methods that read them per run."""
     methods = tuple(
         (s.name, tuple((f.name, getattr(s.config, f.name)) for f in fields(s.config)
                        if not _per_run_field(s, f.name)))
         for s in cfg.methods
     )  # fmt: skip
+    members = member_fields(TrainConfig)
     train = tuple((f.name, getattr(cfg.train, f.name)) for f in fields(cfg.train)
-                  if f.name not in PER_RUN_TRAIN)  # fmt: skip
+                  if f.name not in members)  # fmt: skip
     return (cfg.dataset, train, cfg.model, cfg.device, cfg.data_root, methods)
-
-
-PER_RUN_TRAIN = ("lr_g", "lr_d", "lr_mult")  # members' own learning rates (bench/optim.py)
 
 
 def _per_run_field(spec, name: str) -> bool:
@@ -218,16 +221,45 @@ def execute_population(
 
 def build_trainer(cfgs: list[RunConfig], dataset, on_logs=None, metrics=None) -> Trainer:
     """The trainer of the population `cfgs` on `dataset`: members built from their own seeds,
-    their method configs and learning rates side by side."""
-    first = cfgs[0]
-    gs, ds = [], []
-    for c in cfgs:
-        torch.manual_seed(c.seed)  # initialisation; data and noise have their own generators
+    with their own method configs and training values."""
+    members = []
+    for c, on_log in zip(cfgs, on_logs or [None] * len(cfgs), strict=True):
+        torch.manual_seed(c.seed)  # initialisation; data and noise have their own streams
         g, d = build_models(c.model)  # the methods' switches are already in cfg.model
-        gs.append(g)
-        ds.append(d)
-    configs = [tuple(c.methods[j].config for c in cfgs) for j in range(len(first.methods))]
-    lrs = [(c.train.lr_mult * c.train.lr_g, c.train.lr_mult * c.train.lr_d) for c in cfgs]
-    return Trainer(gs, ds, dataset, instantiate(first), first.train, z_dim=first.model.z_dim,
-                   seeds=[c.seed for c in cfgs], configs=configs, lrs=lrs, device=first.device,
-                   on_log=list(on_logs or [None] * len(cfgs)), metrics=metrics)  # fmt: skip
+        configs = tuple(m.config for m in c.methods)
+        members.append(Member(c.seed, g, d, c.train, configs, on_log))
+    first = cfgs[0]
+    population = Population(tuple(members), first.model.z_dim)
+    return Trainer(population, dataset, instantiate(first), first.train, first.device, metrics)
+
+
+def from_flat(flat: dict[str, str]) -> RunConfig:
+    """Inverse of `bench.config.flatten` (names looked up in the registries here)."""
+
+    def section(prefix: str) -> dict[str, str]:
+        n = len(prefix) + 1
+        return {k[n:]: v for k, v in flat.items() if k.startswith(prefix + ".")}
+
+    specs = []
+    for name in (n for n in flat.get("methods", "").split(",") if n):
+        cls = method_registry.get(name)
+        specs.append(MethodSpec(name, from_texts(cls.config_cls, section(f"method.{name}"), name),
+                                cls))  # fmt: skip
+    return RunConfig(
+        dataset=flat["dataset"], methods=tuple(specs),
+        train=from_texts(TrainConfig, section("train"), "train"),
+        model=from_texts(ModelSpec, section("model"), "model"), seed=int(flat["seed"]),
+        device=flat["device"], data_root=flat.get("data_root", ""),
+        data_cls=dataset_registry.get(flat["dataset"]),
+    )  # fmt: skip
+
+
+def check_rates(train: TrainConfig) -> None:
+    """The learning rates the optimizers get (rates x multiplier) are finite in float32."""
+    for role in ROLES:
+        rate = role_rate(train, role)
+        if not 0 < rate <= FLOAT32_MAX:
+            raise ConfigError(
+                f"train: the {role}'s learning rate {rate!r} (rate x multiplier) is not allowed; "
+                f"allowed: > 0 and at most {FLOAT32_MAX:.3g} (float32)"
+            )

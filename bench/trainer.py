@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -22,7 +21,8 @@ from tqdm import tqdm
 from bench.config import TrainConfig
 from bench.datasets.base import Dataset
 from bench.losses import LOSSES
-from bench.methods.base import LossContext, Method, MethodConfig, UpdateContext
+from bench.members import Population
+from bench.methods.base import LossContext, Method, UpdateContext
 from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
 from bench.optim import make_optimizer
@@ -84,60 +84,36 @@ class _Role:
     touches_grads: bool = False  # some method overrides after_backward
 
 
-def _members(model: nn.Module | list[nn.Module]) -> list[nn.Module]:
-    return list(model) if isinstance(model, list | tuple) else [model]
-
-
 class Trainer:
     """Trains G against D on `dataset` with `methods` plugged in at the hook points, for one
     run or a population of K runs at once (bench/population.py), with one code path.
 
-    `generator` and `discriminator` are one model each, or lists of K models (member i built
-    with seed `seeds[i]`); `configs[j]` holds method j's config of each member (default: the
-    method's own config for all); `lrs[i]` holds member i's (G, D) learning rates (default: the
-    training options'). A member's trajectory depends on its seed, its configs and the
-    shared options only: data, noise and penalty draws come from its own generators."""
+    `population` holds the members: each its seed, its models (built from that seed), its own
+    training values (learning rates, betas) and method configs. A member's trajectory depends on
+    those and the shared `train` options only: data, noise and penalty draws come from its own
+    streams."""
 
-    def __init__(
-        self,
-        generator: nn.Module | list[nn.Module],
-        discriminator: nn.Module | list[nn.Module],
-        dataset: Dataset,
-        methods: list[Method],
-        train: TrainConfig,
-        *,
-        z_dim: int,
-        seed: int = 0,
-        seeds: list[int] | None = None,
-        configs: list[tuple[MethodConfig, ...]] | None = None,
-        lrs: list[tuple[float, float]] | None = None,
-        device: torch.device | str = "cpu",
-        on_log: Callable[[int, dict[str, float]], None] | list[Callable] | None = None,
-        metrics: tuple[Metric, ...] | None = None,
-    ):
+    def __init__(self, population: Population, dataset: Dataset, methods: list[Method],
+                 train: TrainConfig, device: torch.device | str = "cpu",
+                 metrics: tuple[Metric, ...] | None = None):  # fmt: skip
         self.device = torch.device(device)
         self.metrics = metrics if metrics is not None else dataset.declare_metrics(train)
-        self.train, self.dataset, self.z_dim = train, dataset, z_dim
-        self.g_members, self.d_members = _members(generator), _members(discriminator)
-        self.seeds = list(seeds) if seeds is not None else [seed]
-        self.runs = k = len(self.seeds)
-        if not len(self.g_members) == len(self.d_members) == k:
-            raise ValueError(f"{k} seeds for {len(self.g_members)} G and {len(self.d_members)} D")
+        self.train, self.dataset, self.z_dim = train, dataset, population.z_dim
+        self.population, members = population, population.members
+        self.g_members = [m.generator.to(self.device) for m in members]
+        self.d_members = [m.discriminator.to(self.device) for m in members]
+        self.seeds, self.runs = population.seeds, population.size
         self.seed = self.seeds[0]
         self.loss = LOSSES[train.loss]
-        self.on_log = on_log if isinstance(on_log, list) else [on_log] * k
-        for m in (*self.g_members, *self.d_members):
-            m.to(self.device)
+        self.on_log = [m.on_log for m in members]
+        k = self.runs
         # K = 1: the ordinary models, viewed as a one-member population for the forward pass.
         self.G, self.D = (x[0] if k == 1 else stack(x) for x in (self.g_members, self.d_members))
         self._G, self._D = (Single(m) if k == 1 else m for m in (self.G, self.D))
         self.norms = GradNorms(stacked=k > 1)  # one measurement per gradient state, per run
-        configs = configs or [(m.config,) * k for m in methods]
-        lrs = lrs or [(train.lr_mult * train.lr_g, train.lr_mult * train.lr_d)] * k
-        self.roles = {
-            role: self._role(role, model, methods, configs, [lr[i] for lr in lrs])
-            for i, (role, model) in enumerate((("generator", self.G), ("discriminator", self.D)))
-        }
+        configs = [population.configs(j, m) for j, m in enumerate(methods)]
+        self.roles = {role: self._role(role, model, methods, configs)
+                      for role, model in (("generator", self.G), ("discriminator", self.D))}
         # Each run's own streams, drawn for all K runs at once (bench/rng.py).
         self.data_rng, self.noise_rng, self.method_rng = (
             Streams(self.seeds, purpose, self.device) for purpose in (DATA, NOISE, METHOD)
@@ -148,14 +124,15 @@ class Trainer:
         self.last_samples: list[torch.Tensor | None] = [None] * k
         self._errors: list[Exception | None] = [None] * k
 
-    def _role(self, role: str, model: nn.Module, methods: list[Method], configs, lr) -> _Role:
-        """Optimizer (`lr`: each run's), scaler and the methods that target `role` (the trainer
-        does the filtering)."""
+    def _role(self, role: str, model: nn.Module, methods: list[Method], configs) -> _Role:
+        """Optimizer (with each member's rates), scaler and the methods that target `role` (the
+        trainer does the filtering)."""
         mine = [(m, c) for m, c in zip(methods, configs, strict=True) if role in m.config.targets]
         params = [p for p in model.parameters() if p.requires_grad]
         return _Role(
             model=model,
-            opt=make_optimizer(model.parameters(), self.train, lr),
+            opt=make_optimizer(model.parameters(), [m.train for m in self.population.members],
+                               role),
             scaler=torch.amp.GradScaler(self.device.type, enabled=self.train.amp),
             hooks=[(m, UpdateContext(role, model, params, self.norms, self.train.stats,
                                      runs=self.runs, configs=tuple(c))) for m, c in mine],

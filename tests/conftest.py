@@ -50,3 +50,37 @@ def _image_caches(tmp_path_factory):
     classifier.CACHE_DIR, images.CACHE_DIR = folder / "extractors", folder / "fidelity"
     yield folder
     classifier.CACHE_DIR, images.CACHE_DIR = old
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--without-system-data", action="store_true",
+        help="hide the data files installed on this machine (Debian's dataset-fashion-mnist, "
+        "./data/<name>): tests that need them must skip, as on a fresh user's machine",
+    )  # fmt: skip
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "data_files: may read optional data files (run again by the absent-data guard)"
+    )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _system_data(request, tmp_path_factory):
+    """With --without-system-data, every file data set finds its default places empty."""
+    if not request.config.getoption("--without-system-data"):
+        yield
+        return
+    from bench.datasets import files
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(files, "DATA_DIR", tmp_path_factory.mktemp("no-data"))
+    for cls in _subclasses(files.FileData):
+        patch.setattr(cls, "system_roots", ())
+    yield
+    patch.undo()
+
+
+def _subclasses(cls) -> list[type]:
+    return [s for c in cls.__subclasses__() for s in (c, *_subclasses(c))]

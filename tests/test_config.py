@@ -1,8 +1,8 @@
 import pytest
 
-from bench.config import flatten, from_flat
+from bench.config import flatten
 from bench.errors import ConfigError
-from bench.run import resolve
+from bench.run import from_flat, resolve
 from tests.conftest import tiny_config
 
 

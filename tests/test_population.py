@@ -14,6 +14,7 @@ from torch import nn
 from bench.config import ModelSpec
 from bench.datasets import create_dataset
 from bench.errors import ConfigError, NoOpMethod
+from bench.members import Member, Population
 from bench.methods import method_registry, search_space
 from bench.models import build_models
 from bench.population import BatchedSpectralNorm, member, stack
@@ -113,6 +114,39 @@ def test_members_at_their_own_learning_rates_equal_ordinary_runs(name, optimizer
     _check_equal(cfgs, 1e-8)
 
 
+MEMBER_VALUES = {  # each member-level training field, four members' values
+    "lr_g": (2e-4, 5e-4, 1e-4, 1e-3), "lr_d": (2e-4, 1e-3, 5e-5, 3e-4),
+    "lr_mult": (1.0, 3.0, 0.5, 10.0), "beta1": (0.5, 0.0, 0.9, 0.7),
+    "beta2": (0.999, 0.9, 0.99, 0.95),
+}  # fmt: skip
+
+
+def test_every_member_field_has_an_equivalence_test():
+    from bench.config import TrainConfig
+    from bench.params import member_fields
+
+    assert set(member_fields(TrainConfig)) == set(MEMBER_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("field", "optimizer"),
+    [*((f, "adam") for f in MEMBER_VALUES), ("beta1", "sgd"), ("lr_d", "rmsprop")],
+)
+def test_members_differing_in_a_member_field_equal_ordinary_runs(field, optimizer, float64):
+    """Seeds and thresholds differ too (`_configs`); here each member also has its own value of
+    one member-level training field, and the population equals K ordinary runs."""
+    cfgs = []
+    for c, value in zip(_configs("norm_clip", 60), MEMBER_VALUES[field], strict=True):
+        if optimizer == "sgd" and field == "beta1":
+            value = value or 0.3  # Nesterov needs momentum > 0
+        train = dataclasses.replace(c.train, optimizer=optimizer, **{field: value})
+        cfgs.append(dataclasses.replace(c, train=train))
+    t, _ = _train(cfgs)
+    role = "discriminator" if field == "lr_d" else "generator"
+    assert type(t.roles[role].opt).__name__ == "PerRunOptimizer"
+    _check_equal(cfgs, 1e-8)
+
+
 @pytest.mark.parametrize("name", ["none", "spectral_norm", "layer_norm"])
 def test_pacgan_population_batch_norm_and_maxout_per_run(name, float64):
     model = {"kind": "pacgan", "hidden": 8, "depth_g": 2, "depth_d": 2}
@@ -165,9 +199,11 @@ def test_a_diverging_member_leaves_the_others_bitwise_unchanged():
         if poison:
             with torch.no_grad():
                 ds[2].out.bias.fill_(float("nan"))  # its loss is NaN from the first step
-        t = Trainer(gs, ds, create_dataset("ring8"), [cfgs[0].methods[0].cls(cfgs[0].methods[0]
-                    .config)], cfgs[0].train, z_dim=2, seeds=list(SEEDS),
-                    configs=[tuple(c.methods[0].config for c in cfgs)])  # fmt: skip
+        members = tuple(Member(c.seed, g, d, c.train, (c.methods[0].config,))
+                        for c, g, d in zip(cfgs, gs, ds, strict=True))  # fmt: skip
+        spec = cfgs[0].methods[0]
+        t = Trainer(Population(members, 2), create_dataset("ring8"), [spec.cls(spec.config)],
+                    cfgs[0].train)  # fmt: skip
         return t, t.fit_all()
 
     (t0, clean), (t1, poisoned) = run(False), run(True)

@@ -169,6 +169,7 @@ def test_suite_file_errors_name_the_bad_value(tmp_path):
         s.entries()
 
 
+@pytest.mark.data_files
 def test_presets_are_valid_protocols():
     """10 reporting seeds, tuning at the reporting length with 8+ trials on 2+ tuning seeds that
     are not reporting seeds; `full` covers every method on both mixtures with the stability map,

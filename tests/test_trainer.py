@@ -6,6 +6,7 @@ import torch
 import bench.trainer as trainer_mod
 from bench.config import ModelSpec
 from bench.datasets import create_dataset
+from bench.members import Population
 from bench.methods import Method, MethodConfig
 from bench.models import build_models
 from bench.run import execute
@@ -43,7 +44,7 @@ def _trainer(methods, amp=False, steps=2, n_critic=1, **train):
     torch.manual_seed(0)
     g, d = build_models(ModelSpec(hidden=8))
     cfg = tiny_config(steps=steps, n_critic=n_critic, amp=amp, **train).train
-    return Trainer(g, d, create_dataset("ring8"), methods, cfg, z_dim=2)
+    return Trainer(Population.one(g, d, cfg, z_dim=2), create_dataset("ring8"), methods, cfg)
 
 
 def test_hooks_run_in_order_around_unscale_and_step(monkeypatch):

@@ -88,6 +88,7 @@ def test_layer_norm_on_a_critic_without_a_layer_to_normalise_is_refused(capsys):
         ("ring8", "none"), ("ring8", "layer_norm"), ("stacked-digits", "none")}  # fmt: skip
 
 
+@pytest.mark.data_files
 @pytest.mark.parametrize("dataset", dataset_registry.names())
 def test_every_model_method_changes_every_default_model_or_is_refused(dataset):
     """A method that acts only through the models either changes them or is refused; a new

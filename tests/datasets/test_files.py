@@ -15,6 +15,8 @@ from bench.errors import ConfigError
 from bench.run import resolve
 from tests.datasets.test_images import tiny_idx_root
 
+pytestmark = pytest.mark.data_files  # rerun without system data (tests/test_data_absent.py)
+
 
 def write_cifar(folder, n=4):
     """The python version's layout: pickled dicts with a uint8 [N, 3072] `data` row-major as
@@ -140,6 +142,7 @@ def test_fetch_downloads_through_torchvision_into_data(tmp_path, monkeypatch, ca
     import torchvision.datasets
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(files, "DATA_DIR", files.Path("data"))  # the default, even when hidden
     monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
     (tmp_path / "data" / "mnist" / "MNIST" / "raw").mkdir(parents=True)
     assert main(["fetch", "stacked-mnist"]) == 0
@@ -180,4 +183,5 @@ def test_stacked_data_exist_only_for_grayscale_bases():
     names = dataset_registry.names()
     assert {"stacked-digits", "stacked-mnist", "stacked-fashion-mnist"} <= set(names)
     assert "stacked-cifar10" not in names and "stacked-imagefolder" not in names
-    assert files.FashionMnist.system_roots == (files.Path("/usr/share/datasets/fashion-mnist"),)
+    if files.FashionMnist.system_roots:  # empty under --without-system-data
+        assert files.FashionMnist.system_roots == (files.Path("/usr/share/datasets/fashion-mnist"),)

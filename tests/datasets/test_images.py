@@ -11,6 +11,9 @@ from bench.errors import ConfigError
 from bench.rng import DATA, Streams
 from bench.run import resolve
 from bench.tensors import to_uint8, to_unit
+from tests.data import fashion_mnist_root
+
+pytestmark = pytest.mark.data_files  # rerun without system data (tests/test_data_absent.py)
 
 
 def write_idx(path, array: np.ndarray, gz: bool) -> None:
@@ -83,20 +86,8 @@ def test_image_runs_default_to_dcgan_models_and_their_own_eval_sizes():
     assert resolve("digits", [("none", {})]).train.eval_samples == 10_000
 
 
-def debian_fashion_mnist() -> str:
-    import os
-    from pathlib import Path
-
-    root = Path("/usr/share/datasets/fashion-mnist")
-    if not (root / "t10k-images-idx3-ubyte.gz").exists():
-        if os.environ.get("CI"):
-            pytest.fail(".ci/run must install the Debian package dataset-fashion-mnist")
-        pytest.skip("dataset-fashion-mnist is not installed")
-    return str(root)
-
-
 def test_fashion_mnist_loads_from_the_debian_package():
-    debian_fashion_mnist()
+    fashion_mnist_root()
     data = create_dataset("fashion-mnist")
     assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
     assert sorted(data.test_y.unique().tolist()) == list(range(10))
@@ -106,7 +97,7 @@ def test_stacked_mnist_is_the_28x28_protocol_whenever_mnist_files_are_present():
     """Stacked MNIST as in PacGAN / VEEGAN: 26,000 generated samples against 10,000 held-out
     stacks of 28x28 images. MNIST's files are not on this machine; Fashion-MNIST's IDX files
     have MNIST's exact layout and sizes, so they stand in as the root given to `mnist`."""
-    root = debian_fashion_mnist()
+    root = fashion_mnist_root()
     cfg = resolve("stacked-mnist", [("none", {})], data_root=root)
     assert cfg.train.eval_samples == 26_000
     assert (cfg.model.kind, cfg.model.channels, cfg.model.image_size) == ("dcgan", 3, 28)
