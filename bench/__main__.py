@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -20,7 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.errors import ConfigError, mask_secrets
+from bench.errors import ConfigError, check_name, mask_secrets
 from bench.methods import BASELINE
 from bench.params import allowed_text, field_types
 from bench.workers import parse_population
@@ -74,15 +73,55 @@ def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from bench.config import ModelSpec, TrainConfig
+SUITE_EPILOG = """a suite file (TOML) may declare axes: any training or model field mapped to
+a list of values; every method runs in every cell of their cross product (the first value of
+each axis is the reference cell: the main tables, and where sweeps tune):
 
+  datasets = ["ring8"]
+  methods = ["none", "value_clip", "norm_clip"]
+  seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+  [axes]
+  beta1 = [0.5, 0.9]
+  optimizer = ["adam", "sgd"]
+  depth_d = [3, 6]
+
+`cells = [{beta1 = 0.5}, {depth_d = 6}]` lists cells instead of the cross product;
+[per_dataset.NAME.axes] gives a data set its own axes; on_recipe_conflict = "axis" or
+"recipe" says which wins where an axis sets a field a method's recipe sets (loss for
+weight_clip). Runs are tagged axis.FIELD and cell in MLflow."""
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("list", help="methods with their parameters and search ranges, datasets "
                    "with their metrics and defaults")  # fmt: skip
     c = sub.add_parser("check", help="run the method contract battery on one method")
     c.add_argument("method", help="a registered method name (see `list`)")
+    _run_parser(sub)
+    _suite_parser(sub)
+    _sweep_parser(sub)
+    f = sub.add_parser("fetch", help="download an image data set through torchvision (internet)")
+    f.add_argument("dataset", help="mnist, fashion-mnist or cifar10 (or their stacked-*)")
+    f.add_argument("--data-root", default="", help="where to put the files (default data/NAME)")
+    rep = sub.add_parser("report", help="markdown report of an experiment, from MLflow alone")
+    rep.add_argument("--experiment", required=True, help="MLflow experiment name")
+    rep.add_argument("--out", help="default reports/EXPERIMENT.md")
+    rep.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./runs/mlflow.db")
+    up = sub.add_parser("upload", help="send runs kept in runs/offline/ (the tracking server "
+                        "was unreachable) to the store")  # fmt: skip
+    up.add_argument("--tracking-uri", help="default: the store each run was meant for")
+    return p
+
+
+def _config_flags(p) -> None:
+    from bench.config import ModelSpec, TrainConfig
+
+    for cls, title in ((TrainConfig, "training"), (ModelSpec, "model")):
+        config_flags(p, cls, title)
+
+
+def _run_parser(sub) -> None:
     r = sub.add_parser("run", help="train and evaluate one run; prints one JSON line")
     _run_args(r)
     r.add_argument(
@@ -98,9 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     _tracking_args(r, default_experiment="runs")
     r.add_argument("--no-track", action="store_true", help="do not record the run in MLflow")
-    for cls, title in ((TrainConfig, "training"), (ModelSpec, "model")):
-        config_flags(r, cls, title)
-    s = sub.add_parser("suite", help="run a suite resumably, then write its report")
+    _config_flags(r)
+
+
+def _suite_parser(sub) -> None:
+    s = sub.add_parser(
+        "suite",
+        help="run a suite resumably, then write its report",
+        epilog=SUITE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--suite", default="quick", help="quick, standard, full, micro, or a .toml")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--report", help="report path (default reports/EXPERIMENT.md)")
@@ -117,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_args(s, default_experiment=None)
     s.add_argument("--storage", help="Optuna storage for suites that sweep (default "
                    "runs/optuna.db)")  # fmt: skip
+
+
+def _sweep_parser(sub) -> None:
     sw = sub.add_parser("sweep", help="Optuna search of a method's declared range")
     _run_args(sw)
     sw.add_argument("--trials", type=int, default=20, help="trials that complete, prune or fail")
@@ -133,19 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "fails after 3 missed beats")  # fmt: skip
     _tracking_args(sw, default_experiment="sweeps")
     sw.add_argument("--no-track", action="store_true", help="do not record trials in MLflow")
-    for cls, title in ((TrainConfig, "training"), (ModelSpec, "model")):
-        config_flags(sw, cls, title)
-    f = sub.add_parser("fetch", help="download an image data set through torchvision (internet)")
-    f.add_argument("dataset", help="mnist, fashion-mnist or cifar10 (or their stacked-*)")
-    f.add_argument("--data-root", default="", help="where to put the files (default data/NAME)")
-    rep = sub.add_parser("report", help="markdown report of an experiment, from MLflow alone")
-    rep.add_argument("--experiment", required=True, help="MLflow experiment name")
-    rep.add_argument("--out", help="default reports/EXPERIMENT.md")
-    rep.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./runs/mlflow.db")
-    up = sub.add_parser("upload", help="send runs kept in runs/offline/ (the tracking server "
-                        "was unreachable) to the store")  # fmt: skip
-    up.add_argument("--tracking-uri", help="default: the store each run was meant for")
-    return p
+    _config_flags(sw)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -237,9 +274,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _seeds(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise ConfigError(f"seeds {text!r} are not comma-separated integers") from None
+    return tuple(_seed(s, "tuning seeds") for s in seeds)
+
+
+def _seed(value: int, owner: str) -> int:
+    """A seed checked against RunConfig's declaration of it (what torch.manual_seed takes)."""
+    from bench.config import RunConfig
+    from bench.params import check_field
+
+    return check_field(RunConfig, "seed", value, owner)
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,7 +324,8 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.lr is not None:
         train = {"lr_g": args.lr, "lr_d": args.lr} | train
     methods = parse_sets(args.method, args.set, args.targets)
-    cfg = resolve(args.dataset, methods, train, model, args.seed, args.device, args.data_root)
+    seed = _seed(args.seed, "run")
+    cfg = resolve(args.dataset, methods, train, model, seed, args.device, args.data_root)
     if args.no_track:
         result = execute(cfg, progress=not args.no_progress)
     else:
@@ -299,21 +346,19 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report_path(out: str | None, experiment: str) -> Path:
-    """The report's path, checked writable before any work starts."""
-    from bench.tracking import writable_file_path
+    """The report's path, checked writable (a file, not a directory) before any work starts."""
+    from bench.tracking import check_output_file
 
     path = Path(out) if out else Path("reports") / f"{experiment}.md"
-    if path.suffix != ".md":
+    if path.suffix != ".md" and not path.is_dir():
         raise ConfigError(f"report path {str(path)!r} must end in .md")
-    if not writable_file_path(path):
-        raise ConfigError(f"report path {str(path)!r} is not writable")
-    return path
+    return check_output_file(path, "report path")
 
 
 def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     from bench.offline import journals
     from bench.run import resolve_device
-    from bench.suite import load_suite, run_suite
+    from bench.suite import load_suite, prepare, run_suite
     from bench.tracking import MlflowTracker
 
     suite = load_suite(args.suite)
@@ -322,7 +367,7 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"jobs={args.jobs} is not allowed; allowed: >= 1")
     device = resolve_device(args.device)
     population = parse_population(args.population)
-    suite.entries(device)  # validate every run of the suite first
+    prepared = prepare(suite, device, population, args.jobs)  # the plan, validated whole
     out = None if args.no_report else report_path(args.report, experiment)
     storage = None
     if suite.sweep:
@@ -331,8 +376,8 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
         storage = args.storage or default_storage()
         make_storage(storage)  # fails fast on a bad URL
     tracker = MlflowTracker(args.tracking_uri)
-    counts = run_suite(suite, tracker, experiment, device, progress=not args.no_progress,
-                       storage=storage, jobs=args.jobs, population=population)  # fmt: skip
+    counts = run_suite(prepared, tracker, experiment, device, progress=not args.no_progress,
+                       storage=storage)  # fmt: skip
     summary = {"suite": suite.name, "experiment": experiment} | counts
     if not tracker.offline:
         summary["runs_table"] = tracker.runs_table_url(experiment)
@@ -382,20 +427,17 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_upload(args: argparse.Namespace) -> dict[str, Any]:
-    """Send the runs kept offline (runs/offline/) to their store, or to --tracking-uri."""
+    """Send the runs kept offline (runs/offline/) to their store, or to --tracking-uri. Every
+    journal is checked, and every store reached, before anything is written."""
     from bench.offline import journals, read, upload
     from bench.tracking import MlflowTracker
 
-    found = journals()
-    if not found:
-        return {"uploaded": 0, "skipped": 0}
-    trackers: dict[str, MlflowTracker] = {}
+    checked = [(folder, read(folder)) for folder in journals()]
+    uris = [args.tracking_uri or journal[0]["uri"] for _, journal in checked]
+    trackers = {uri: MlflowTracker(uri) for uri in dict.fromkeys(uris)}
     counts = {"uploaded": 0, "skipped": 0}
-    for folder in found:
-        uri = args.tracking_uri or read(folder)[0]["uri"]
-        if uri not in trackers:
-            trackers[uri] = MlflowTracker(uri)
-        outcome = upload(trackers[uri], folder)
+    for (folder, journal), uri in zip(checked, uris, strict=True):
+        outcome = upload(trackers[uri], folder, journal)
         counts["uploaded" if outcome == "uploaded" else "skipped"] += 1
         print(f"{folder.name}: {outcome}", file=sys.stderr)
     return counts
@@ -414,20 +456,6 @@ def _finite(obj: Any) -> Any:
 
 def _interrupt(signum, frame):  # SIGTERM ends work like Ctrl-C: the current run is marked KILLED
     raise KeyboardInterrupt
-
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def check_name(kind: str, name: str) -> str:
-    """Experiment and suite names become file and folder names (reports/<name>.md, artifacts):
-    a safe character set, no path separators, no leading dot."""
-    if not NAME.fullmatch(name):
-        raise ConfigError(
-            f"{kind} name {name!r} is not allowed; allowed: letters, digits, "
-            "'.', '_', '-' (at most 100, not starting with '.', '_' or '-')"
-        )
-    return name
 
 
 def main(argv: list[str] | None = None) -> int:

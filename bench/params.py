@@ -20,7 +20,9 @@ FLOAT32_MAX = 3.4028234663852886e38
 # float32's smallest normal number: a nonzero value below it becomes a subnormal or 0 in the
 # tensors it goes into (a clip value of 1e-50 zeroed every gradient, silently).
 FLOAT32_TINY = 1.1754943508222875e-38
-FLOAT32_TEXT = f"finite, 0 or between {FLOAT32_TINY:.3g} and {FLOAT32_MAX:.3g} in magnitude: float32"
+FLOAT32_TEXT = (
+    f"finite, 0 or between {FLOAT32_TINY:.3g} and {FLOAT32_MAX:.3g} in magnitude: float32"
+)
 
 
 @dataclass(frozen=True)
@@ -237,5 +239,6 @@ def member_fields(cls: type) -> tuple[str, ...]:
 
 
 def cli_fields(cls: type) -> tuple[str, ...]:
-    """The fields of `cls` a user sets (flags, suite tables, axes); the rest data and methods set."""
+    """The fields of `cls` a user sets (flags, suite tables, axes); data and methods set the
+    rest."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True))

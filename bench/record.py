@@ -126,19 +126,24 @@ def run_tracked(
 
 def run_tracked_population(
     cfgs: list[RunConfig], tracker, experiment: str, *, suite: str = "",
-    labels: list[str | None] | None = None, progress: bool = False,
+    labels: list[str | None] | None = None, tags: list[dict] | None = None,
+    progress: bool = False,
 ) -> list[RunResult]:  # fmt: skip
     """Train `cfgs` as one population (bench.run.execute_population), each member recorded as
     its own run, as an ordinary run would be, plus a `population` tag (`<id>/<K>`) when K > 1.
-    Members start together and each ends with its own status."""
+    Members start together and each ends with its own status. `tags[i]`: member i's extra
+    tags (its cell and axis coordinates, from the plan)."""
     labels = labels or [None] * len(cfgs)
+    extra = tags or [{}] * len(cfgs)
     population = f"{uuid.uuid4().hex[:8]}/{len(cfgs)}" if len(cfgs) > 1 else None
     with contextlib.ExitStack() as stack:
         runs = []
-        for cfg, label in zip(cfgs, labels, strict=True):
-            tags = run_tags(cfg, suite, label) | ({"population": population} if population else {})
-            name = f"{cfg.dataset}/{tags['label']}/seed{cfg.seed}"
-            runs.append(stack.enter_context(tracker.start_run(experiment, name, tags,
+        for cfg, label, more in zip(cfgs, labels, extra, strict=True):
+            mine = run_tags(cfg, suite, label) | more
+            mine |= {"population": population} if population else {}
+            cell = f"/{more['cell']}" if more.get("cell", "reference") != "reference" else ""
+            name = f"{cfg.dataset}{cell}/{mine['label']}/seed{cfg.seed}"
+            runs.append(stack.enter_context(tracker.start_run(experiment, name, mine,
                                                               run_params(cfg))))  # fmt: skip
 
         def on_data(data) -> None:

@@ -9,7 +9,7 @@ downstream takes the resolved objects. Nothing is built, trained or written befo
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import torch
@@ -263,3 +263,11 @@ def check_rates(train: TrainConfig) -> None:
                 f"train: the {role}'s learning rate {rate!r} (rate x multiplier) is not allowed; "
                 f"allowed: > 0 and at most {FLOAT32_MAX:.3g} (float32)"
             )
+
+
+def with_params(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
+    """`cfg` with its (single) method's searched parameters set to `params`, validated."""
+    spec = cfg.methods[0]
+    values = asdict(spec.config) | params
+    config = typed_config(spec.cls.config_cls, values, spec.name)
+    return replace(cfg, methods=(replace(spec, config=config),))

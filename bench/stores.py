@@ -24,14 +24,50 @@ from bench.errors import ConfigError
 
 @contextmanager
 def locked(path: Path):
-    """An exclusive lock on `path`'s creation, shared by every process on this machine."""
+    """An exclusive lock on `path` (its creation, a run's claim), shared by every process on
+    this machine. The lock file is removed on release, so a command leaves none behind (not
+    even one that failed); a waiter that wakes on a removed file takes the lock again."""
     lock = path.with_name(f".{path.name}.lock")
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    while True:
+        with open(lock, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if not _same_file(f, lock):
+                continue  # the holder removed that file while we waited on it: lock the new one
+            try:
+                yield
+            finally:
+                lock.unlink(missing_ok=True)  # before unlocking: a waiter sees it was removed
+                fcntl.flock(f, fcntl.LOCK_UN)
+            return
+
+
+def _same_file(f, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path, kind: str) -> None:
+    """A file that is there but no SQLite database (someone else's file, a wrong path) is a
+    one-line error, before any lock or temporary file is made beside it."""
+    if path.is_dir():
+        raise ConfigError(f"{kind} store {str(path)!r} is a directory; name a file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ConfigError(f"{kind} store {str(path)!r} cannot be read ({e.strerror})") from None
+    if head and head != SQLITE_MAGIC:
+        raise ConfigError(
+            f"{kind} store {str(path)!r} is not an SQLite database, so it is left alone; give "
+            "the path of a store, or of a file to create"
+        )
 
 
 def ensure_sqlite(
@@ -43,6 +79,7 @@ def ensure_sqlite(
 ) -> None:
     """Make `path` a complete store: `create(tmp)` builds one into `tmp`; `complete(path)` says
     whether a file is usable; `work(path)` counts what it holds (runs, trials)."""
+    check_sqlite_file(path, kind)
     if path.is_file() and complete(path):
         return  # the common case, without taking the lock
     path.parent.mkdir(parents=True, exist_ok=True)

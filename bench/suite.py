@@ -10,6 +10,13 @@ A suite is a Python preset (`quick`, `full`) or a TOML file with the same fields
     steps = 1000
     [model]
     hidden = 64
+    [axes]                       # optional: the cells are the cross product of the axes
+    lr_mult = [1, 10, 30]        # any training or model field; the first value of each axis
+    optimizer = ["adam", "sgd"]  # is the reference cell (main tables, tuning)
+
+`cells = [{lr_mult = 1}, {beta1 = 0.9}]` lists the cells instead of the cross product; a
+`[per_dataset.NAME.axes]` table gives one data set its own axes. The suite is resolved once into
+a plan (bench/plan.py), validated whole before any store, sweep or run exists.
 
 Re-running a suite skips every (config hash, seed) already finished in MLflow and redoes only the
 missing, failed or killed ones; interrupted work never loses a finished run nor duplicates one.
@@ -26,12 +33,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.config import ModelSpec, RunConfig, TrainConfig
-from bench.errors import ConfigError, NoOpMethod
+from bench.config import ModelSpec, TrainConfig
+from bench.errors import ConfigError
 from bench.methods import BASELINE, method_registry, search_space
+from bench.params import cli_fields, to_text
+from bench.plan import RECIPE_POLICIES, Cell, Entry, Plan, build_plan, check_populations, make_cells
 from bench.record import config_hash, run_tracked_population
-from bench.resources import fitting_population
-from bench.run import population_key, resolve
 from bench.sweep import SweepConfig, default_storage, run_sweep
 from bench.workers import choose_population, worker_init
 
@@ -43,19 +50,11 @@ def all_methods() -> tuple[tuple[str, dict], ...]:
 
 
 ALL_METHODS = all_methods()
-SUITE_KEYS = (
-    "name",
-    "datasets",
-    "methods",
-    "seeds",
-    "train",
-    "model",
-    "sweep",
-    "per_dataset",
-    "lr_mults",
-)
+SUITE_KEYS = ("name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset",
+              "axes", "cells", "on_recipe_conflict")  # fmt: skip
 SWEEP_KEYS = ("trials", "tuning_seeds", "train", "pruner")
-PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root")
+PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root", "axes")
+MOVED = {"lr_mults": "lr_mults became an axis: write [axes] lr_mult = [1, 10, ...]"}
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,14 @@ class Suite:
     # Optional tuning: {"trials", "tuning_seeds", "train" (overrides for tuning runs), "pruner"}
     sweep: dict[str, Any] | None = None
     # Per data set overrides: {"fashion-mnist": {"model": {"d_capacity": 0.25}, "train": {...},
-    # "sweep_train": {...}, "data_root": "/path/to/files"}}
+    # "sweep_train": {...}, "data_root": "/path/to/files", "axes": {...}}}
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The stability map: every method also runs at these multiples of its recipe's learning
-    # rates (at its tuned threshold); 1 is always included, and is what the main tables show.
-    lr_mults: tuple[float, ...] = (1.0,)
+    # {field: (values...)}: every method runs in every cell of their cross product (or in the
+    # listed `cells`); the first cell is the reference (main tables, tuning).
+    axes: dict[str, tuple] = field(default_factory=dict)
+    cells_list: tuple[dict[str, Any], ...] | None = None
+    # When an axis sets a field a method's recipe sets too (loss for weight_clip): which wins.
+    on_recipe_conflict: str = ""
 
     def data_root(self, dataset: str) -> str:
         return str(self.per_dataset.get(dataset, {}).get("data_root", ""))
@@ -83,84 +85,87 @@ class Suite:
         extra = self.per_dataset.get(dataset, {})
         return self.train | extra.get("train", {}), self.model | extra.get("model", {})
 
-    def entries(
-        self, device: str = "cpu", tuned: dict | None = None
-    ) -> list[tuple[RunConfig, str]]:
-        """Every (resolved config, label) of the suite, validated; methods vary fastest so that
-        a partial suite already covers every method. `tuned[(dataset, method)]` holds the
-        parameters a sweep chose."""
-        self._check_seeds()
-        labels = _labels(self.methods)
-        skip = self.no_ops(device)
-        out = []
-        mults = sorted({1.0, *map(float, self.lr_mults)})
-        for dataset in self.datasets:
-            for mult in mults:
-                for seed in self.seeds:
-                    for (name, params), label in zip(self.methods, labels, strict=True):
-                        if (dataset, name) in skip:
-                            continue
-                        params = params | (tuned or {}).get((dataset, name), {})
-                        train, model = self.settings(dataset)
-                        train = train | ({"lr_mult": mult} if mult != 1.0 else {})
-                        cfg = resolve(dataset, [(name, params)], train, model, seed, device,
-                                      self.data_root(dataset))  # fmt: skip
-                        out.append((cfg, label))
-        return out
+    def cells(self, dataset: str) -> tuple[Cell, ...]:
+        """The cells on `dataset`: its own axes where it has them, else the suite's."""
+        axes = self.per_dataset.get(dataset, {}).get("axes", self.axes)
+        return make_cells(axes, self.cells_list, f"suite {self.name!r}")
 
-    def no_ops(self, device: str = "cpu") -> dict[tuple[str, str], str]:
-        """{(dataset, method): why} for the methods that would change nothing on a data set's
-        models (layer norm on a critic without a layer to normalise): left out of the suite."""
-        found = {}
-        for dataset in self.datasets:
-            train, model = self.settings(dataset)
-            for name, params in self.methods:
-                try:
-                    resolve(dataset, [(name, params)], train, model, self.seeds[0], device,
-                            self.data_root(dataset))  # fmt: skip
-                except NoOpMethod as e:
-                    found[(dataset, name)] = str(e)
-        return found
+    def plan(self, device: str = "cpu") -> Plan:
+        """The suite resolved once into its plan (checked first)."""
+        self.check()
+        return build_plan(self, device)
 
-    def _check_seeds(self) -> None:
-        if not self.sweep:
-            return
-        overlap = set(self.sweep.get("tuning_seeds", ())) & set(self.seeds)
+    def check(self) -> None:
+        """What needs no resolution: non-empty lists, no duplicate, seeds apart, a policy."""
+        where = f"suite {self.name!r}"
+        for key in ("datasets", "methods", "seeds"):
+            if not getattr(self, key):
+                raise ConfigError(f"{where}: {key} is empty; give at least one")
+        _no_duplicates(where, "seed", self.seeds)
+        _no_duplicates(where, "dataset", self.datasets)
+        _no_duplicates(
+            where,
+            "method",
+            [
+                n + "".join(f" {k}={to_text(v)}" for k, v in sorted(p.items()))
+                for n, p in self.methods
+            ],
+        )
+        if self.on_recipe_conflict not in ("", *RECIPE_POLICIES):
+            raise ConfigError(f"{where}: on_recipe_conflict={self.on_recipe_conflict!r} is not "
+                              f"allowed; allowed: {', '.join(RECIPE_POLICIES)}")  # fmt: skip
+        for s in self.seeds:
+            if not 0 <= s < 2**63:
+                raise ConfigError(f"{where}: seed={s} is not allowed; allowed: 0 .. 2**63-1")
+        if self.sweep:
+            self._check_sweep(where)
+
+    def _check_sweep(self, where: str) -> None:
+        tuning = self.sweep.get("tuning_seeds", ())
+        _no_duplicates(where, "tuning seed", tuning)
+        overlap = set(tuning) & set(self.seeds)
         if overlap:
             raise ConfigError(
-                f"suite {self.name!r}: seeds {sorted(overlap)} are both tuning and reporting "
+                f"{where}: seeds {sorted(overlap)} are both tuning and reporting "
                 "seeds; tuning seeds must not be reporting seeds"
             )
         if any(params for _, params in self.methods):
-            raise ConfigError(f"suite {self.name!r}: a sweeping suite takes methods without params")
+            raise ConfigError(f"{where}: a sweeping suite takes methods without params")
 
-    def sweep_configs(self, device: str, population: int | str = 1) -> list:
-        """One SweepConfig per (dataset, method) that has something to search."""
+    def sweep_configs(self, plan: Plan, population: int | str = 1) -> list[SweepConfig]:
+        """One SweepConfig per (dataset, method) that has something to search, tuned at the
+        reference cell (the plan's resolved config, unless tuning runs have settings of
+        their own), each validated."""
         if not self.sweep:
             return []
-        s, skip = self.sweep, self.no_ops(device)
-        return [
-            SweepConfig(
-                dataset, name, int(s.get("trials", 20)), tuple(s.get("tuning_seeds", (1000,))),
-                train=self.settings(dataset)[0] | dict(s.get("train", {}))
-                | self.per_dataset.get(dataset, {}).get("sweep_train", {}),
-                model=self.settings(dataset)[1], suite=self.name,
-                pruner=s.get("pruner", "median"), device=device, data_root=self.data_root(dataset),
-                population=population,
-            )
-            for dataset in self.datasets
-            for name, _ in self.methods
-            if search_space(method_registry.get(name)) and (dataset, name) not in skip
-        ]  # fmt: skip
+        s, out = self.sweep, []
+        for dataset in self.datasets:
+            extra = dict(s.get("train", {})) | self.per_dataset.get(dataset, {}).get(
+                "sweep_train", {})  # fmt: skip
+            for name, _ in self.methods:
+                entry = plan.reference(dataset, name)
+                if entry is None or not search_space(entry.config.methods[0].cls):
+                    continue
+                train, model = self.settings(dataset)
+                opts = entry.cell.options(entry.recipe_wins)
+                cfg = SweepConfig(
+                    dataset, name, int(s.get("trials", 20)), tuple(s.get("tuning_seeds", (1000,))),
+                    train=train | opts["train"] | extra, model=model | opts["model"],
+                    suite=self.name, pruner=s.get("pruner", "median"),
+                    device=entry.config.device, data_root=self.data_root(dataset),
+                    population=population, base=None if extra else entry.config,
+                )  # fmt: skip
+                cfg.validate()
+                out.append(cfg)
+        return out
 
 
-def _labels(methods) -> list[str]:
-    """The method name, with its parameters when the same method appears more than once."""
-    names = [n for n, _ in methods]
-    return [
-        n if names.count(n) == 1 else n + "(" + ",".join(f"{k}={v}" for k, v in p.items()) + ")"
-        for n, p in methods
-    ]
+def _no_duplicates(where: str, what: str, values) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{where}: {what} {v} is given twice; give each {what} once")
+        seen.add(v)
 
 
 # The calibrated 2-D protocols (reports/calibration.md, `make calibrate`): the baseline's median
@@ -187,7 +192,7 @@ PRESETS = {
     # seeds, tuned at x1 like `quick`. Every method on both mixtures is `full`, for a GPU.
     "standard": Suite(
         "standard", ("ring8",), STANDARD_METHODS, tuple(range(10)), sweep=SWEEP,
-        per_dataset={"ring8": {"train": RING8}}, lr_mults=(1.0, 10.0),
+        per_dataset={"ring8": {"train": RING8}}, axes={"lr_mult": (1.0, 10.0)},
     ),
     # For a GPU: 20 trials on 2 tuning seeds, 10 reporting seeds, the stability map, images too.
     # Fashion-MNIST's 20,000 steps are 2.5x the step where the baseline's KID stops falling
@@ -202,7 +207,7 @@ PRESETS = {
             "stacked-fashion-mnist": {"model": {"d_capacity": 0.25}},
             "fashion-mnist": {"model": {"d_capacity": 0.25}},
         },
-        lr_mults=(1.0, 3.0, 10.0, 30.0),
+        axes={"lr_mult": (1.0, 3.0, 10.0, 30.0)},
     ),
     # Seconds: for tests and smoke checks.
     "micro": Suite(
@@ -224,9 +229,11 @@ def load_suite(name_or_path: str) -> Suite:
             f"unknown suite {name_or_path!r}; use one of: {', '.join(PRESETS)} or a .toml file"
         )
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"suite file {str(path)!r} cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"suite file {str(path)!r} is not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"suite file {str(path)!r} is not valid TOML ({e})") from None
     return suite_from_dict(raw, path.stem, str(path))
@@ -236,6 +243,9 @@ def _keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict:
     """`table` as a dict whose keys are all in `allowed`; one-line errors otherwise."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table, not {table!r}")
+    for key in table:
+        if key in MOVED:
+            raise ConfigError(f"{where}: {MOVED[key]}")
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
@@ -251,39 +261,87 @@ def _list(where: str, value: Any, kind: type) -> tuple:
     return tuple(kind(v) for v in value) if kind is float else tuple(value)
 
 
+def _scalar(where: str, value: Any, kind: type) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{where} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _train(where: str, table: Any) -> dict:
+    return dict(_keys(where, table, cli_fields(TrainConfig)))
+
+
+def _model(where: str, table: Any) -> dict:
+    return dict(_keys(where, table, cli_fields(ModelSpec)))
+
+
+def _sweep(where: str, raw: Any) -> dict | None:
+    if raw is None:
+        return None
+    sweep = dict(_keys(f"{where}: [sweep]", raw, SWEEP_KEYS))
+    if "trials" in sweep:
+        trials = _scalar(f"{where}: [sweep] trials", sweep["trials"], int)
+        if trials < 1:
+            raise ConfigError(f"{where}: [sweep] trials={trials} is not allowed; allowed: >= 1")
+    if "tuning_seeds" in sweep:
+        sweep["tuning_seeds"] = _list(f"{where}: [sweep] tuning_seeds",
+                                      sweep["tuning_seeds"], int)  # fmt: skip
+        if not sweep["tuning_seeds"]:
+            raise ConfigError(f"{where}: [sweep] tuning_seeds is empty; give at least one")
+    if "pruner" in sweep:
+        _scalar(f"{where}: [sweep] pruner", sweep["pruner"], str)
+    sweep["train"] = _train(f"{where}: [sweep.train]", sweep.get("train", {}))
+    return sweep
+
+
+def _per_dataset(where: str, raw: Any, datasets: tuple[str, ...]) -> dict:
+    out = {}
+    for name, extra in _keys(f"{where}: [per_dataset]", raw, datasets).items():
+        at = f"{where}: [per_dataset.{name}]"
+        extra = dict(_keys(at, extra, PER_DATASET_KEYS))
+        for key in ("train", "sweep_train"):
+            if key in extra:
+                extra[key] = _train(f"{at} {key}", extra[key])
+        if "model" in extra:
+            extra["model"] = _model(f"{at} model", extra["model"])
+        if "axes" in extra:
+            extra["axes"] = dict(_keys(f"{at} axes", extra["axes"], _axis_fields()))
+        if "data_root" in extra:
+            _scalar(f"{at} data_root", extra["data_root"], str)
+        out[name] = extra
+    return out
+
+
+def _axis_fields() -> tuple[str, ...]:
+    return cli_fields(TrainConfig) + cli_fields(ModelSpec)
+
+
 def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite:
-    """A Suite from a parsed TOML table; every key checked at every level."""
+    """A Suite from a parsed TOML table; every key and type checked at every level."""
     _keys(f"suite file {where!r}", raw, SUITE_KEYS)
     datasets = _list(f"{where}: datasets", raw.get("datasets", ["ring8"]), str)
-    sweep = raw.get("sweep")
-    if sweep is not None:
-        sweep = dict(_keys(f"{where}: [sweep]", sweep, SWEEP_KEYS))
-        if "tuning_seeds" in sweep:
-            sweep["tuning_seeds"] = _list(f"{where}: [sweep] tuning_seeds",
-                                          sweep["tuning_seeds"], int)  # fmt: skip
-        _keys(f"{where}: [sweep.train]", sweep.get("train", {}), _train_fields())
-    per_dataset = _keys(f"{where}: [per_dataset]", raw.get("per_dataset", {}), datasets)
-    for name, extra in per_dataset.items():
-        _keys(f"{where}: [per_dataset.{name}]", extra, PER_DATASET_KEYS)
-    return Suite(
-        name=str(raw.get("name", default_name)),
+    methods = raw.get("methods", [[BASELINE, {}]])
+    if not isinstance(methods, list):
+        raise ConfigError(f"{where}: methods must be a list, not {methods!r}")
+    cells = raw.get("cells")
+    suite = Suite(
+        name=_scalar(f"{where}: name", raw.get("name", default_name), str),
         datasets=datasets,
-        methods=tuple(_method_entry(m, where) for m in raw.get("methods", [[BASELINE, {}]])),
+        methods=tuple(_method_entry(m, where) for m in methods),
         seeds=_list(f"{where}: seeds", raw.get("seeds", [0]), int),
-        train=dict(_keys(f"{where}: [train]", raw.get("train", {}), _train_fields())),
-        model=dict(_keys(f"{where}: [model]", raw.get("model", {}), _model_fields())),
-        sweep=sweep,
-        per_dataset=dict(per_dataset),
-        lr_mults=_list(f"{where}: lr_mults", raw.get("lr_mults", [1.0]), float),
-    )
-
-
-def _train_fields() -> tuple[str, ...]:
-    return tuple(TrainConfig.__dataclass_fields__)
-
-
-def _model_fields() -> tuple[str, ...]:
-    return tuple(ModelSpec.__dataclass_fields__)
+        train=_train(f"{where}: [train]", raw.get("train", {})),
+        model=_model(f"{where}: [model]", raw.get("model", {})),
+        sweep=_sweep(where, raw.get("sweep")),
+        per_dataset=_per_dataset(where, raw.get("per_dataset", {}), datasets),
+        axes=dict(_keys(f"{where}: [axes]", raw.get("axes", {}), _axis_fields())),
+        cells_list=None if cells is None else tuple(cells) if isinstance(cells, list) else cells,
+        on_recipe_conflict=_scalar(f"{where}: on_recipe_conflict",
+                                   raw.get("on_recipe_conflict", ""), str),
+    )  # fmt: skip
+    suite.check()
+    for dataset in suite.datasets:
+        suite.cells(dataset)  # axis fields, values and cells, before anything resolves
+    return suite
 
 
 def _method_entry(item: Any, where: str) -> tuple[str, dict[str, Any]]:
@@ -301,100 +359,104 @@ def _method_entry(item: Any, where: str) -> tuple[str, dict[str, Any]]:
 Tuned = dict[tuple[str, str], dict[str, float]]  # (dataset, method) -> chosen parameters
 
 
-def run_sweeps(suite: Suite, tracker, experiment: str, device: str, storage: str | None,
-               progress: bool, jobs: int = 1, population: int | str = 1) -> Tuned:  # fmt: skip
+@dataclass
+class Prepared:
+    """A suite resolved and validated whole: its plan, its sweeps, its populations."""
+
+    suite: Suite
+    plan: Plan
+    sweeps: list[SweepConfig]
+    population: int | str
+    jobs: int
+
+
+def prepare(suite: Suite, device: str, population: int | str = 1, jobs: int = 1) -> Prepared:
+    """Resolve the suite once into a plan and validate everything (ranges, data files, memory,
+    AMP with populations, recipe conflicts, sweeps) before any store, folder or run exists."""
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs} is not allowed; allowed: >= 1")
+    choose_population(population, "mlp", device)  # a bad value fails before any work
+    plan = suite.plan(device)
+    check_populations(plan.entries, population, jobs if device == "cpu" else 1)
+    return Prepared(suite, plan, suite.sweep_configs(plan, population), population, jobs)
+
+
+def run_sweeps(prepared: Prepared, tracker, experiment: str, storage: str | None,
+               progress: bool) -> Tuned:  # fmt: skip
     """Sweep each (dataset, method) with the suite's equal budget; the chosen parameters."""
-    configs = suite.sweep_configs(device, population)
-    for c in configs:
-        c.validate()
     tuned = {}
-    for c in tqdm(configs, desc=f"sweeps {suite.name}", unit="study", disable=not progress,
-                  file=sys.stderr):  # fmt: skip
-        summary = run_sweep(
-            c,
-            storage or default_storage(),
-            tracker=tracker,
-            experiment=experiment,
-            workers=jobs if device == "cpu" else 1,
-        )
+    for c in tqdm(prepared.sweeps, desc=f"sweeps {prepared.suite.name}", unit="study",
+                  disable=not progress, file=sys.stderr):  # fmt: skip
+        workers = prepared.jobs if c.device == "cpu" else 1
+        summary = run_sweep(c, storage or default_storage(), tracker=tracker,
+                            experiment=experiment, workers=workers)  # fmt: skip
         tuned[(c.dataset, c.method)] = summary["best_params"]
     return tuned
 
 
-def populations(todo: list, population: int | str, jobs: int) -> list[list]:
-    """`todo`'s (config, label) entries grouped into populations: runs that differ only in
-    seed and method float values (bench.run.population_key) train together, at most K at a
-    time (`choose_population`), in chunks small enough to keep `jobs` workers busy."""
-    groups: dict[tuple, list] = {}
-    for entry in todo:
-        groups.setdefault(population_key(entry[0]), []).append(entry)
-    share = -(-len(todo) // max(1, jobs))  # ceil: every worker gets some
-    chunks = []
-    for group in groups.values():
-        cfg = group[0][0]
-        k = min(choose_population(population, cfg.model.kind, cfg.device), share, len(group))
-        k = fitting_population(cfg, max(1, k), population)
-        chunks += [group[i : i + k] for i in range(0, len(group), k)]
-    return chunks
-
-
-def run_suite(suite: Suite, tracker, experiment: str, device: str, progress: bool = True,
-              storage: str | None = None, jobs: int = 1,
+def run_suite(suite: Suite | Prepared, tracker, experiment: str, device: str = "cpu",
+              progress: bool = True, storage: str | None = None, jobs: int = 1,
               population: int | str = 1) -> dict:  # fmt: skip
-    """Sweep (when the suite says so), then run every entry not yet done on the reporting seeds,
-    on `jobs` single-threaded processes, in populations of up to `population` runs (an int or
-    `auto`); returns counts (total, skipped, finished, diverged). The set of runs, and what
-    each records, is the same whatever `jobs` and `population` are."""
-    if jobs < 1:
-        raise ConfigError(f"jobs={jobs} is not allowed; allowed: >= 1")
-    choose_population(population, "mlp", device)  # a bad value fails before any work
-    # Validates every entry, and the population sizes against memory, before anything runs.
-    populations(suite.entries(device), population, jobs)
-    for (dataset, name), why in suite.no_ops(device).items():
-        print(f"suite {suite.name}: {name} left out on {dataset} ({why.split(':')[0]})",
+    """Sweep (when the suite says so), then run every entry of the plan not yet done on the
+    reporting seeds, on `jobs` single-threaded processes, in populations of up to `population`
+    runs (an int or `auto`); returns counts (total, skipped, finished, diverged). The set of
+    runs, and what each records, is the same whatever `jobs` and `population` are. A Suite is
+    prepared here; `cmd_suite` prepares it before it opens any store and passes the result."""
+    p = suite if isinstance(suite, Prepared) else prepare(suite, device, population, jobs)
+    for (dataset, cell, name), why in p.plan.left_out.items():
+        print(f"suite {p.suite.name}: {name} left out on {dataset} {cell} ({why.split(':')[0]})",
               file=sys.stderr)  # fmt: skip
     tracker.reconcile(experiment)  # runs left RUNNING by a killed earlier attempt
-    tuned = run_sweeps(suite, tracker, experiment, device, storage, progress, jobs, population)
-    entries = suite.entries(device, tuned)
+    tuned = run_sweeps(p, tracker, experiment, storage, progress)
+    entries = p.plan.with_tuned(tuned).entries
     done = tracker.done_keys(experiment)
-    todo = [(c, lbl) for c, lbl in entries if (config_hash(c), c.seed) not in done]
+    todo = [e for e in entries if (config_hash(e.config), e.config.seed) not in done]
     counts = {"total": len(entries), "skipped": len(entries) - len(todo), "finished": 0,
               "diverged": 0}  # fmt: skip
-    bar = tqdm(
-        total=len(entries), initial=counts["skipped"], desc=f"suite {suite.name}", unit="run",
-        disable=not progress, file=sys.stderr, position=0,
-    )  # fmt: skip
     t0 = time.perf_counter()
-    chunks = populations(todo, population, jobs if device == "cpu" else 1)
-    if jobs > 1 and len(chunks) > 1 and device == "cpu":
-        tracker.experiment_id(experiment)  # created here, not raced by the workers
-        statuses = _parallel(chunks, tracker.uri, experiment, suite.name, jobs)
-    else:
-        statuses = (_one(chunk, tracker, experiment, suite.name, progress) for chunk in chunks)
-    for chunk, chunk_statuses in zip(chunks, statuses, strict=True):
-        (cfg, label) = chunk[-1]
-        bar.set_postfix_str(f"{cfg.dataset} {label} seed {cfg.seed}")
-        for status in chunk_statuses:
-            counts[status] += 1
-        bar.update(len(chunk))
-    bar.close()
+    _train_all(p, todo, tracker, experiment, counts, progress)
     counts["wall_time_s"] = time.perf_counter() - t0
     return counts
 
 
-def _one(chunk, tracker, experiment: str, suite: str, progress: bool) -> list[str]:
-    """The statuses of one population's runs (a chunk of (config, label) entries)."""
-    cfgs, labels = [c for c, _ in chunk], [lbl for _, lbl in chunk]
-    results = run_tracked_population(cfgs, tracker, experiment, suite=suite, labels=labels,
-                                     progress=progress)  # fmt: skip
+def _train_all(p: Prepared, todo: list[Entry], tracker, experiment: str, counts: dict,
+               progress: bool) -> None:  # fmt: skip
+    """Train `todo` in populations, on workers when there are several; count the statuses."""
+    bar = tqdm(
+        total=counts["total"], initial=counts["skipped"], desc=f"suite {p.suite.name}",
+        unit="run", disable=not progress, file=sys.stderr, position=0,
+    )  # fmt: skip
+    cpu = all(e.config.device == "cpu" for e in todo)
+    chunks = check_populations(todo, p.population, p.jobs if cpu else 1)
+    if p.jobs > 1 and len(chunks) > 1 and cpu:
+        tracker.experiment_id(experiment)  # created here, not raced by the workers
+        statuses = _parallel(chunks, tracker.uri, experiment, p.suite.name, p.jobs)
+    else:
+        statuses = (_one(chunk, tracker, experiment, p.suite.name, progress) for chunk in chunks)
+    for chunk, chunk_statuses in zip(chunks, statuses, strict=True):
+        last = chunk[-1]
+        bar.set_postfix_str(f"{last.config.dataset} {last.cell.label} {last.label} "
+                            f"seed {last.config.seed}")  # fmt: skip
+        for status in chunk_statuses:
+            counts[status] += 1
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _one(chunk: list[Entry], tracker, experiment: str, suite: str, progress: bool) -> list[str]:
+    """The statuses of one population's runs (a chunk of plan entries)."""
+    results = run_tracked_population(
+        [e.config for e in chunk], tracker, experiment, suite=suite,
+        labels=[e.label for e in chunk], tags=[e.tags() for e in chunk], progress=progress,
+    )  # fmt: skip
     return [r.status for r in results]
 
 
 def _parallel(chunks, uri: str, experiment: str, suite: str, jobs: int):
     """Statuses of each chunk's runs, in order, trained on `jobs` spawned processes with one
     torch thread each (on a 2-core machine two single-threaded runs beat one two-threaded run
-    by far; see the README). Each worker records its runs in the same store; it dies with the
-    parent."""
+    by far; see docs/performance.md). Each worker records its runs in the same store; it dies
+    with the parent."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")

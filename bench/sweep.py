@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import math
 import multiprocessing as mp
 import os
@@ -28,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError, safe_url
+from bench.errors import ConfigError, mask_secrets, safe_url
 from bench.methods import method_registry, search_space
 from bench.metrics.base import Metric
 from bench.resources import fitting_population
-from bench.run import execute_population, resolve
+from bench.run import execute_population, resolve, with_params
 from bench.sweep_artifacts import log_study_artifacts, study_tags
-from bench.tracking import pid_alive, writable_dir
+from bench.tracking import owner_alive, sqlite_file
 
 DONE_STATES = ("COMPLETE", "PRUNED")
 PRUNERS = ("median", "halving", "none")
@@ -60,6 +61,17 @@ class SweepConfig:
     device: str = "cpu"
     data_root: str = ""  # image data sets: where their files are ("" = the default place)
     population: int | str = 1  # trials trained at once as one population (or "auto")
+    # The trial's RunConfig at the method's defaults, already resolved (a suite's plan hands
+    # over its reference cell's); None: `resolved` resolves it, once.
+    base: Any = field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def resolved(self):
+        """The study's one resolution: the trial config at the method's defaults."""
+        if self.base is not None:
+            return self.base
+        return resolve(self.dataset, [(self.method, default_params(self.method))], self.train,
+                       self.model, self.tuning_seeds[0], self.device, self.data_root)  # fmt: skip
 
     @property
     def study_name(self) -> str:
@@ -82,17 +94,17 @@ class SweepConfig:
 
     def population_size(self, workers: int) -> int:
         """Trials per population (see `sweep_population`)."""
-        cfg = self.run_config(default_params(self.method), self.tuning_seeds[0])
+        cfg = self.resolved
         k = sweep_population(self.population, cfg.model.kind, self.device, self.trials, workers)
         return fitting_population(cfg, k, self.population)
 
     def run_config(self, params: dict[str, float], seed: int):
-        return resolve(self.dataset, [(self.method, params)], self.train, self.model, seed,
-                       self.device, self.data_root)  # fmt: skip
+        """A trial's config: the study's resolution with the trial's values and seed."""
+        return dataclasses.replace(with_params(self.resolved, params), seed=seed)
 
     def objectives(self) -> list[Metric]:
         """What the study optimises: the data's primary metric, or its Pareto pair."""
-        metrics = self.run_config(default_params(self.method), self.tuning_seeds[0]).metrics
+        metrics = self.resolved.metrics
         if self.multi_objective:
             return [m for m in metrics if m.pareto]
         return [m for m in metrics if m.primary]
@@ -141,13 +153,10 @@ def make_storage(url: str, heartbeat: int = 10):
     if "://" not in url:
         raise ConfigError(f"storage {url!r} is not a URL; use sqlite:///PATH or postgresql://...")
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        if not writable_dir(folder):
-            raise ConfigError(f"storage {url!r}: folder {str(folder)!r} is not writable")
+    if url.partition("://")[0].partition("+")[0] == "sqlite":
         from bench.stores import ensure_optuna_store
 
-        ensure_optuna_store(Path(url.removeprefix("sqlite:///")))
+        ensure_optuna_store(sqlite_file(url, "storage"))  # a study in memory would be lost
         kwargs["connect_args"] = {"timeout": 60}  # several local workers wait on the file lock
     else:
         kwargs["pool_pre_ping"] = True
@@ -157,6 +166,7 @@ def make_storage(url: str, heartbeat: int = 10):
         )
     except Exception as e:  # sqlalchemy's errors for bad drivers, hosts, credentials
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = mask_secrets(first, url)
         raise ConfigError(f"storage {safe_url(url)!r} cannot be opened ({first[:200]})") from None
 
 
@@ -237,15 +247,15 @@ def fail_dead_trials(study, storage, grace: float) -> list[int]:
     first heartbeat (its worker is recorded right after it is asked)."""
     from optuna.trial import TrialState
 
-    host, now, failed = socket.gethostname(), datetime.datetime.now(), []
+    now, failed = datetime.datetime.now(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker")
         age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
         if worker is None:
             dead = age > grace
-        else:
-            worker_host, _, pid = worker.rpartition(":")
-            dead = worker_host == host and not pid_alive(int(pid))
+        else:  # the rule of MLflow runs: gone from this host, or its pid now someone else's
+            started = (t.datetime_start or now).timestamp() * 1000
+            dead = not owner_alive(str(worker), int(started))
         if dead and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
             failed.append(t.number)
     return failed
@@ -363,24 +373,36 @@ def run_trials(cfg: SweepConfig, study, storage, objective, heartbeat: int, k: i
         if counted >= cfg.trials:
             return
         asked, over = [], False
-        for _ in range(min(k, cfg.trials - counted)):
-            trial = study.ask()
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-            if sum(map(counts_toward_budget, earlier)) >= cfg.trials:
-                trial.set_user_attr("over_budget", True)
-                study.tell(trial, state=TrialState.FAIL)
-                over = True
-                break
-            asked.append(trial)
-        params = []
-        for trial in asked:
-            study.sampler = make_sampler(cfg, trial.number)  # before the trial's first suggest
-            params.append(objective.suggest(trial))
+        try:
+            for _ in range(min(k, cfg.trials - counted)):
+                trial = study.ask()
+                asked.append(trial)
+                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+                if sum(map(counts_toward_budget, earlier)) >= cfg.trials:
+                    trial.set_user_attr("over_budget", True)
+                    study.tell(asked.pop(), state=TrialState.FAIL)
+                    over = True
+                    break
+            params = []
+            for trial in asked:
+                study.sampler = make_sampler(cfg, trial.number)  # before its first suggest
+                params.append(objective.suggest(trial))
+        except BaseException:  # stopped between ask and training: not left RUNNING, counted
+            _fail_untold(study, asked)
+            raise
         _train_and_tell(study, storage, objective, list(zip(asked, params, strict=True)),
                         heartbeat)  # fmt: skip
         if over:
             return
+
+
+def _fail_untold(study, trials) -> None:
+    from optuna.trial import TrialState
+
+    for trial in trials:
+        with contextlib.suppress(Exception):  # already told, or the storage is away
+            study.tell(trial, state=TrialState.FAIL)
 
 
 def _train_and_tell(study, storage, objective, asked, heartbeat: int) -> None:
@@ -454,10 +476,11 @@ def _worker(*args) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:
-        print(f"sweep worker {os.getpid()} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"sweep worker {os.getpid()} failed: {type(e).__name__}: "
+              f"{mask_secrets(str(e))}", file=sys.stderr)  # fmt: skip
         sys.exit(1)
 
 
@@ -478,22 +501,35 @@ def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=N
     tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))  # before workers look for it
     args = (cfg, storage_url, tracker.uri, experiment, heartbeat, workers)
     if workers > 1 and done_count(study) < cfg.trials:
-        ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch or DB state
-        procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        dead = [f"{p.pid} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
-        if dead:
-            print(f"sweep {cfg.study_name}: worker {', '.join(dead)} stopped early; finishing "
-                  "its share in this process", file=sys.stderr)  # fmt: skip
+        _run_workers(cfg.study_name, args, workers)
     work(*args)  # with workers: returns at once unless one died and left trials undone
     return summarize(cfg, open_study(cfg, storage), tracker, experiment)
 
 
+def _run_workers(study_name: str, args: tuple, workers: int) -> None:
+    """`work` on `workers` processes until they end. Ctrl-C or SIGTERM to this process stops
+    them all within seconds (bench.workers.stop_processes), their trials failed and runs
+    KILLED, and is raised on: no worker trains on after the command has ended."""
+    from bench.workers import stop_processes
+
+    ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch or DB state
+    procs = [ctx.Process(target=_worker, args=args) for _ in range(workers)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    except BaseException:
+        stop_processes(procs)
+        raise
+    dead = [f"{p.pid} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    if dead:
+        print(f"sweep {study_name}: worker {', '.join(dead)} stopped early; finishing its "
+              "share in this process", file=sys.stderr)  # fmt: skip
+
+
 def search_space_of(cfg: SweepConfig) -> dict[str, Any]:
-    return search_space(method_registry.get(cfg.method))
+    return search_space(method_registry.get(cfg.method))  # before resolving: a clear error
 
 
 def best_params(cfg: SweepConfig, study) -> dict[str, float]:
@@ -518,4 +554,5 @@ def summarize(cfg: SweepConfig, study, tracker, experiment: str) -> dict[str, An
     tracker.finish(parent)
     return {"study": cfg.study_name, "trials": len(trials), "done": done_count(study),
             **{s.lower(): n for s, n in states.items()}, "best_params": best,
-            "config": dataclasses.asdict(cfg)}  # fmt: skip
+            "config": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                       if f.name != "base"}}  # fmt: skip

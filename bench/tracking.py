@@ -9,6 +9,7 @@ tag; anything else (RUNNING after a kill, FAILED, KILLED) is redone on resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -294,20 +295,40 @@ class MlflowTracker:
         return f"{ui}/#/experiments/{exp_id}/runs" if exp_id else ui
 
     def delete_incomplete(self, experiment: str, key: tuple[str, int]) -> None:
-        """Remove leftovers of a killed or failed attempt at `key`, so a redo is no duplicate."""
-        # Filtered by the store, not by reading every run of the experiment at each start.
-        query = f"tags.config_hash = '{key[0]}' and tags.seed = '{key[1]}'"
-        for r in self.runs(experiment, query=query):
-            if not (r.status == "FINISHED" and r.tags.get("status") in ("finished", "diverged")):
+        """Remove leftovers of a killed or failed attempt at `key`, so a redo is no duplicate.
+        A RUNNING run is a leftover only when its owner is gone (`owner_alive`, the rule of
+        `reconcile`): while it lives, this raises RunInProgress and deletes nothing, so two
+        invocations on overlapping configs never delete each other's live runs."""
+        runs = self._key_runs(experiment, key)
+        live = [r for r in runs if r.status == "RUNNING" and owner_alive(r.tags.get("worker", ""),
+                                                                        r.start_time)]  # fmt: skip
+        if live:
+            raise RunInProgress(experiment, key, live[0].name, live[0].tags.get("worker", "?"))
+        for r in runs:
+            if not _done(r):
                 self.client.delete_run(r.run_id)
+
+    def _key_runs(self, experiment: str, key: tuple[str, int]) -> list[RunRecord]:
+        # Filtered by the store, not by reading every run of the experiment at each start.
+        return self.runs(experiment, query=f"tags.config_hash = '{key[0]}' and "
+                                           f"tags.seed = '{key[1]}'")  # fmt: skip
+
+    def busy_keys(self, experiment: str) -> set[tuple[str, int]]:
+        """(config hash, seed) of the runs a live process is recording now (`owner_alive`): a
+        suite leaves them to that process instead of starting them again."""
+        return {
+            (r.tags["config_hash"], int(r.tags["seed"]))
+            for r in self.runs(experiment, query="attributes.status = 'RUNNING'")
+            if "config_hash" in r.tags and owner_alive(r.tags.get("worker", ""), r.start_time)
+        }
 
     def reconcile(self, experiment: str) -> list[str]:
         """Mark KILLED the runs left RUNNING by a process of this machine that no longer exists
         (a SIGKILL, a dead sweep worker); runs of other machines are left to their owners."""
         host, ended = socket.gethostname(), []
         for r in self.runs(experiment, query="attributes.status = 'RUNNING'"):
-            worker_host, _, pid = r.tags.get("worker", "").rpartition(":")
-            if worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
+            worker = r.tags.get("worker", "")
+            if worker.rpartition(":")[0] == host and not owner_alive(worker, r.start_time):
                 self.client.set_tag(r.run_id, "reconciled", "its process died; marked KILLED")
                 self.client.set_terminated(r.run_id, "KILLED")
                 ended.append(r.run_id)
@@ -351,10 +372,9 @@ class MlflowTracker:
         try:
             if self.offline:
                 raise ConnectionError("the store failed earlier in this process")
-            exp_id = self.experiment_id(experiment)
-            if "config_hash" in tags:
-                self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
-            run_id = self.client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+            run_id = self._create(experiment, name, tags)
+        except RunInProgress:
+            raise  # nothing was created: the caller leaves this run to its owner
         except Exception as e:
             if journal is None:
                 raise
@@ -365,7 +385,7 @@ class MlflowTracker:
         handle.log_params(params)
         try:
             yield handle
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM, a worker told to stop
             handle.terminate("KILLED")
             raise
         except BaseException:
@@ -376,6 +396,38 @@ class MlflowTracker:
             self.offline = True  # later runs of this process go straight to disk
             print(f"tracking: {name} kept in {journal.folder}; send it with `python -m bench "
                   f"upload --tracking-uri {safe_url(self.uri)}`", file=sys.stderr)  # fmt: skip
+
+    def _create(self, experiment: str, name: str, tags: dict[str, str]) -> str:
+        """A new run; one of a (config, seed) replaces that key's leftovers, under a lock on a
+        local store so that two processes do not both find the key free and both create it."""
+        exp_id = self.experiment_id(experiment)
+        if "config_hash" not in tags:
+            return self.client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+        lock = contextlib.nullcontext()
+        if self.uri.startswith("sqlite:///"):
+            from bench.stores import locked
+
+            lock = locked(sqlite_path(self.uri))
+        with lock:
+            self.delete_incomplete(experiment, (tags["config_hash"], int(tags["seed"])))
+            return self.client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+
+
+class RunInProgress(ConfigError):
+    """A (config, seed) that a live process is recording now: starting it again would record
+    it twice, and deleting that run would break its process."""
+
+    def __init__(self, experiment: str, key: tuple[str, int], name: str, worker: str):
+        self.experiment, self.key, self.worker = experiment, key, worker
+        super().__init__(
+            f"run {name} (config {key[0]}, seed {key[1]}) of experiment {experiment!r} is being "
+            f"recorded by process {worker}; wait for it to end, or give another --experiment"
+        )
+
+
+def _done(r: RunRecord) -> bool:
+    """A result: ended FINISHED with its status tag (a diverged run is a result too)."""
+    return r.status == "FINISHED" and r.tags.get("status") in ("finished", "diverged")
 
 
 def _once_more_on_race(call) -> None:
@@ -400,12 +452,7 @@ DB_SCHEMES = ("postgresql", "mysql", "mssql")
 
 def check_reachable(uri: str) -> None:
     """Fail fast, with one line, on a tracking URI that cannot work (before any training)."""
-    scheme = uri.partition("://")[0].partition("+")[0]
-    if "://" in uri and scheme not in ("http", "https", "sqlite", *DB_SCHEMES):
-        raise ConfigError(
-            f"tracking URI {safe_url(uri)!r}: scheme {scheme!r} is not supported; use "
-            "sqlite:///PATH, http(s)://HOST:PORT or a postgresql/mysql/mssql URL"
-        )
+    scheme = check_uri_form(uri)
     if scheme in DB_SCHEMES:
         check_database(uri, "tracking URI")
     elif uri.startswith(("http://", "https://")):
@@ -417,19 +464,58 @@ def check_reachable(uri: str) -> None:
             raise ConfigError(
                 f"tracking URI {safe_url(uri)!r} is unreachable ({_reason(e)})"
             ) from None
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not writable_dir(folder):
-            raise ConfigError(f"tracking URI {uri!r}: folder {str(folder)!r} is not writable")
-    elif "://" not in uri:
+
+
+def check_uri_form(uri: object, what: str = "tracking URI") -> str:
+    """What can be checked of a tracking URI without reaching it (a typed one, or one read
+    back from an offline journal): a supported scheme, and an SQLite URI that names a file.
+    Returns the scheme."""
+    if not isinstance(uri, str) or "://" not in uri:
         raise ConfigError(
-            f"tracking URI {uri!r} is not a URI; use sqlite:///PATH, http://HOST:PORT or a DB URL"
+            f"{what} {uri!r} is not a URI; use sqlite:///PATH, http://HOST:PORT or a DB URL"
         )
+    scheme = uri.partition("://")[0].partition("+")[0]
+    if scheme not in ("http", "https", "sqlite", *DB_SCHEMES):
+        raise ConfigError(
+            f"{what} {safe_url(uri)!r}: scheme {scheme!r} is not supported; use "
+            "sqlite:///PATH, http(s)://HOST:PORT or a postgresql/mysql/mssql URL"
+        )
+    if scheme == "sqlite":
+        sqlite_file(uri, what)
+    return scheme
 
 
 def worker_id() -> str:
     """host:pid of this process: who owns a RUNNING run, so that orphans can be found."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(worker: str, started_ms: int = 0) -> bool:
+    """Whether the process that owns a run (its `worker` tag, host:pid) may be running it
+    still. Another machine's process: assumed alive, only its owner can tell. This machine's:
+    its pid exists and that process began before the run did (a pid reused by a later process
+    is not the owner). No tag: no owner to wait for."""
+    if not worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    if not pid.isdigit() or not pid_alive(int(pid)):
+        return False
+    began = process_start(int(pid))
+    return began is None or began <= started_ms / 1000 + 2.0  # /proc's clock: 1 s steps
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from /proc; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(ln for ln in Path("/proc/stat").read_text().splitlines()
+                    if ln.startswith("btime "))  # fmt: skip
+    except (OSError, StopIteration):
+        return None
+    ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, after the command's name
+    return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def pid_alive(pid: int) -> bool:
@@ -493,7 +579,40 @@ def writable_dir(folder: Path) -> bool:
 
 
 def writable_file_path(path: Path) -> bool:
-    return writable_dir(path.parent) and (not path.exists() or os.access(path, os.W_OK))
+    """Whether a file could be written at `path` (a directory there is no such path)."""
+    if path.exists():
+        return path.is_file() and os.access(path, os.W_OK)
+    return writable_dir(path.parent)
+
+
+def check_output_file(path: Path, what: str) -> Path:
+    """`path` as a file this command will write, checked before any work: one line when it is
+    a directory or cannot be written."""
+    if path.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is a directory; give a file path")
+    if not writable_file_path(path):
+        raise ConfigError(f"{what} {str(path)!r} is not writable")
+    return path
+
+
+def sqlite_file(uri: str, what: str) -> Path:
+    """The file of an SQLite store URI, `sqlite:///PATH`. An in-memory database (`sqlite://`,
+    `sqlite:///:memory:`, `?mode=memory`) is refused: a tracking store or a study there is lost
+    when the process ends (and MLflow then falls back to ./mlruns), so nothing is resumable."""
+    rest = uri.partition("://")[2]
+    path, _, query = rest.partition("?")
+    if path in ("", "/", "/:memory:") or "mode=memory" in query:
+        raise ConfigError(f"{what} {safe_url(uri)!r} is an in-memory SQLite database that "
+                          "keeps nothing once the command ends; use sqlite:///PATH")  # fmt: skip
+    if not path.startswith("/"):
+        raise ConfigError(f"{what} {safe_url(uri)!r} names no file; use sqlite:///PATH")
+    file = Path(path[1:])
+    if file.is_dir():
+        raise ConfigError(f"{what} {safe_url(uri)!r}: {str(file)!r} is a directory; name a file")
+    if not writable_file_path(file):
+        folder = file if file.exists() else file.parent
+        raise ConfigError(f"{what} {safe_url(uri)!r}: {str(folder)!r} is not writable")
+    return file
 
 
 def _reason(e: BaseException) -> str:

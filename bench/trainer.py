@@ -112,8 +112,10 @@ class Trainer:
         self._G, self._D = (Single(m) if k == 1 else m for m in (self.G, self.D))
         self.norms = GradNorms(stacked=k > 1)  # one measurement per gradient state, per run
         configs = [population.configs(j, m) for j, m in enumerate(methods)]
-        self.roles = {role: self._role(role, model, methods, configs)
-                      for role, model in (("generator", self.G), ("discriminator", self.D))}
+        self.roles = {
+            role: self._role(role, model, methods, configs)
+            for role, model in (("generator", self.G), ("discriminator", self.D))
+        }
         # Each run's own streams, drawn for all K runs at once (bench/rng.py).
         self.data_rng, self.noise_rng, self.method_rng = (
             Streams(self.seeds, purpose, self.device) for purpose in (DATA, NOISE, METHOD)

@@ -1,11 +1,32 @@
-"""Worker processes (suite runs, sweep trials): one torch thread each, and gone with their
-parent."""
+"""Worker processes (suite runs, sweep trials): one torch thread each, gone with their parent,
+and stopped with it.
+
+Stopping: Ctrl-C (SIGINT, which a terminal sends to every process of the group) and SIGTERM
+reach the parent, which tells each worker to stop with SIGTERM. A worker turns that into
+`Stopped` (a SystemExit): its run ends KILLED, its trial FAIL, and it exits quietly with its
+locks released; one still there after STOP_GRACE seconds is killed. Workers ignore SIGINT
+themselves, so a Ctrl-C never cuts their cleanup short twice.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
 import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+STOP_GRACE = 5.0  # seconds a worker has to end its run and exit before it is killed
+
+
+class Stopped(SystemExit):
+    """Raised in a worker told to stop (SIGTERM). A SystemExit, not a KeyboardInterrupt, so
+    that multiprocessing's bootstrap exits with its code instead of printing a traceback; the
+    tracker ends the run KILLED on either."""
+
 
 _IN_WORKER = False  # set in worker processes: they hold one thread whatever the model
 _CHOICE: tuple[int, str] = (0, "")  # the last run's thread count and why (recorded with it)
@@ -28,6 +49,66 @@ def worker_init() -> None:
     if parent is not None and os.getppid() != parent.pid:
         os._exit(1)  # the parent died while we started (before the call above could take)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: its cleanup runs to the end
+    raise Stopped(128 + signum)
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """SIGINT and SIGTERM ignored in this block (main thread only): a second Ctrl-C while the
+    workers are being stopped must not leave them half-stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def stop_processes(procs: Iterable, grace: float = STOP_GRACE) -> None:
+    """Stop worker processes: SIGTERM (a worker ends its run and exits), then SIGKILL for any
+    still there after `grace` seconds; returns once every one is gone."""
+    procs = [p for p in procs if p.pid is not None]
+    with signals_ignored():
+        for p in procs:
+            if p.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+
+
+class WorkerDied(RuntimeError):
+    """A pool worker vanished mid-task (killed from outside, out of memory)."""
+
+
+@contextlib.contextmanager
+def worker_pool(jobs: int):
+    """`jobs` spawned workers (`worker_init`) for `pool.imap(func, items)`. Leaving the block
+    normally ends them; leaving it by an exception (Ctrl-C, SIGTERM, a failure) stops them
+    within STOP_GRACE seconds, their runs marked KILLED. Each worker has its own pipe: no
+    lock is shared between processes, so a worker killed at any moment cannot wedge the
+    others or the parent (a multiprocessing.Pool's shared queue lock can)."""
+    pool = WorkerPool(jobs)
+    try:
+        yield pool
+    except BaseException:
+        stop_processes(pool.procs)
+        raise
+    finally:
+        pool.close()
 
 
 def choose_threads(kind: str, device: str) -> tuple[int, str]:
@@ -100,3 +181,81 @@ def parse_population(text: str) -> int | str:
     if value < 1:
         raise ConfigError(f"population={text!r} is not allowed; allowed: auto or an integer >= 1")
     return value
+
+
+class WorkerPool:
+    """Spawned processes, each serving one task at a time over its own pipe."""
+
+    def __init__(self, jobs: int):
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
+        self.conns, self.procs = [], []
+        for _ in range(jobs):
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(theirs,), daemon=True)
+            proc.start()
+            theirs.close()
+            self.conns.append(mine)
+            self.procs.append(proc)
+
+    def imap(self, func: Callable, items: Iterable) -> Iterator:
+        """func(item) for each item, computed on the workers, yielded in order; an exception a
+        task raised is raised here."""
+        from multiprocessing.connection import wait
+
+        items, done, busy = list(items), {}, {}
+        queue, idle, nxt = list(range(len(items)))[::-1], list(self.conns), 0
+        while nxt < len(items):
+            while idle and queue:
+                conn, i = idle.pop(), queue.pop()
+                conn.send((func, items[i]))
+                busy[conn] = i
+            for conn in wait(list(busy)):
+                i = busy.pop(conn)
+                try:
+                    ok, value = conn.recv()
+                except (EOFError, OSError):
+                    proc = self.procs[self.conns.index(conn)]
+                    proc.join(1.0)
+                    raise WorkerDied(f"worker {proc.pid} ended (exit code {proc.exitcode}) "
+                                     f"during task {i}") from None  # fmt: skip
+                if not ok:
+                    raise value
+                done[i] = value
+                idle.append(conn)
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
+
+    def close(self) -> None:
+        """Ask idle workers to exit and wait for all (a stopped or dead one is already gone)."""
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            if proc.exitcode is None:
+                with contextlib.suppress(OSError):
+                    conn.send(None)
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            proc.join(STOP_GRACE)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+            conn.close()
+
+
+def _serve(conn) -> None:
+    """A pool worker: run tasks until told to stop (None) or the parent is gone."""
+    worker_init()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent closed its end
+            return
+        if task is None:
+            return
+        func, item = task
+        try:
+            reply = (True, func(item))
+        except Exception as e:  # the task's failure is the parent's to raise, as Pool does
+            reply = (False, e)
+        try:
+            conn.send(reply)
+        except Exception as e:  # an exception or result that does not pickle
+            conn.send((False, RuntimeError(f"{type(e).__name__}: {e}")))

@@ -65,12 +65,13 @@ def test_a_suite_killed_at_20_random_moments_ends_complete_and_exact(tmp_path):
         assert len(keys) == len(set(keys))  # no duplicates
         # every entry of the suite, with the parameters its sweep chose, finished once
         hashes = {(r.tags["method"], r.tags["config_hash"]) for r in done}
-        assert len(done) == len(suite.entries()) and len(hashes) == 2
-        for c in suite.sweep_configs("cpu"):
+        plan = suite.plan()
+        assert len(done) == len(plan.entries) and len(hashes) == 2
+        for c in suite.sweep_configs(plan):
             study = open_study(c, make_storage(f"sqlite:///{tmp_path}/runs/optuna.db"))
             counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")
                        or (t.state.name == "FAIL" and "fail_reason" in t.user_attrs)]  # fmt: skip
             assert len(counted) == c.trials
-        assert config_hash(suite.entries()[0][0]) in {h for _, h in hashes}
+        assert config_hash(plan.entries[0].config) in {h for _, h in hashes}
     finally:
         os.chdir(ROOT)

@@ -65,9 +65,9 @@ def test_suite_files_are_checked_at_every_level(raw, named):
 
 
 def test_suite_values_stay_typed_and_hash_like_texts():
-    typed = suite_from_dict({"methods": [["norm_clip", {"max_norm": 2}]]}, "t").entries()
-    texts = suite_from_dict({"methods": [["norm_clip", {"max_norm": "2.0"}]]}, "t").entries()
-    assert typed[0][0] == texts[0][0] and typed[0][0].methods[0].config.max_norm == 2.0
+    typed = suite_from_dict({"methods": [["norm_clip", {"max_norm": 2}]]}, "t").plan().entries
+    texts = suite_from_dict({"methods": [["norm_clip", {"max_norm": "2.0"}]]}, "t").plan().entries
+    assert typed[0].config == texts[0].config and typed[0].config.methods[0].config.max_norm == 2
 
 
 class FakeTracker:

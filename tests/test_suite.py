@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import bench.plan as plan_mod
 import bench.suite as suite_mod
 from bench.errors import ConfigError
 from bench.record import config_hash
@@ -65,13 +66,13 @@ def test_population_sizes_are_checked_against_free_memory_before_anything_runs(m
     import bench.resources as resources
     from bench.sweep import SweepConfig
 
-    entries = MICRO.entries("cpu")
-    per_run = resources.estimate_bytes(entries[0][0])
+    entries = MICRO.plan("cpu").entries
+    per_run = resources.estimate_bytes(entries[0].config)
     sweep_run = resources.estimate_bytes(SweepConfig("ring8", "norm_clip").run_config({}, 0))
     monkeypatch.setattr(resources, "available_bytes", lambda device: int(1.5 * per_run))
-    assert {len(c) for c in suite_mod.populations(entries, "auto", 1)} == {1}
+    assert {len(c) for c in plan_mod.pack(entries, "auto", 1)} == {1}
     with pytest.raises(ConfigError, match="population=2 of batch_size=.*smaller --population"):
-        suite_mod.populations(entries, 2, 1)
+        plan_mod.pack(entries, 2, 1)
     with pytest.raises(ConfigError, match="population=2"):
         run_suite(MICRO, None, "t-mem", "cpu", progress=False, population=2)
     monkeypatch.setattr(resources, "available_bytes", lambda device: int(1.5 * sweep_run))
@@ -166,28 +167,38 @@ def test_suite_file_errors_name_the_bad_value(tmp_path):
         load_suite(str(bad))
     s = Suite("x", ("ring8",), (("value_clip", {"clip_value": "-1"}),), (0,))
     with pytest.raises(ConfigError, match="clip_value=-1.0"):
-        s.entries()
+        s.plan()
 
 
 @pytest.mark.data_files
 def test_presets_are_valid_protocols():
     """10 reporting seeds, tuning at the reporting length with 8+ trials on 2+ tuning seeds that
-    are not reporting seeds; `full` covers every method on both mixtures with the stability map,
-    `standard` draws the map on ring8."""
+    are not reporting seeds; `full` covers every method on both mixtures over a learning-rate
+    axis, `standard` over one on ring8. Presets with file data need the files (else: skip)."""
     from bench.methods import method_registry
 
+    missing = []
     for name in ("quick", "standard", "full"):
         suite = PRESETS[name]
         assert len(suite.seeds) >= 10 and suite.sweep["trials"] >= 8
         assert len(suite.sweep["tuning_seeds"]) >= 2 and "train" not in suite.sweep
         assert not set(suite.sweep["tuning_seeds"]) & set(suite.seeds)
-        for c in suite.sweep_configs("cpu"):  # the sweep trains exactly as the report does
-            assert c.train == suite.settings(c.dataset)[0]
+        try:
+            plan = suite.plan("cpu")
+        except ConfigError as e:  # files of an image data set not on this machine
+            assert "not found under" in str(e), e
+            missing.append(str(e))
+            continue
+        for c in suite.sweep_configs(plan):  # the sweep trains exactly as the report does
+            assert c.resolved.train == plan.reference(c.dataset, c.method).config.train
     full = PRESETS["full"]
     assert {m for m, _ in full.methods} == set(method_registry.names())
-    assert {"ring8", "grid25"} <= set(full.datasets) and len(full.lr_mults) >= 3
-    assert PRESETS["standard"].datasets == ("ring8",) and len(PRESETS["standard"].lr_mults) >= 2
+    assert {"ring8", "grid25"} <= set(full.datasets) and len(full.axes["lr_mult"]) >= 3
+    assert PRESETS["standard"].datasets == ("ring8",)
+    assert len(PRESETS["standard"].axes["lr_mult"]) >= 2
     assert PRESETS["quick"].datasets == ("grid25",)
+    if missing:
+        pytest.skip(f"checked without their data: {missing[0]}")
 
 
 def test_sweeping_suite_tunes_then_retrains_on_reporting_seeds_then_reports(
@@ -223,7 +234,7 @@ def test_sweeping_suite_tunes_then_retrains_on_reporting_seeds_then_reports(
 def test_tuning_and_reporting_seeds_never_overlap():
     s = Suite("x", ("ring8",), (("norm_clip", {}),), (0, 1), sweep={"tuning_seeds": (1,)})
     with pytest.raises(ConfigError, match=r"seeds \[1\] are both tuning and reporting"):
-        s.entries()
+        s.plan()
 
 
 def test_suite_file_gives_an_image_folder_its_root(tmp_path):
@@ -237,8 +248,10 @@ def test_suite_file_gives_an_image_folder_its_root(tmp_path):
         f'[per_dataset.imagefolder]\ndata_root = "{root}"\nmodel = {{image_size = 16}}\n'
     )
     suite = load_suite(str(path))
-    entries = suite.entries("cpu")
-    assert {(c.data_root, c.model.image_size) for c, _ in entries} == {(str(root), 16)}
-    assert [s.data_root for s in suite.sweep_configs("cpu")] == [str(root)]
+    plan = suite.plan("cpu")
+    assert {(e.config.data_root, e.config.model.image_size) for e in plan.entries} == {
+        (str(root), 16)
+    }
+    assert [s.data_root for s in suite.sweep_configs(plan)] == [str(root)]
     with pytest.raises(ConfigError, match="imagefolder: give --data-root"):
-        Suite("x", ("imagefolder",), (("none", {}),), (0,)).entries("cpu")
+        Suite("x", ("imagefolder",), (("none", {}),), (0,)).plan("cpu")

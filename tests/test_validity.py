@@ -83,8 +83,9 @@ def test_layer_norm_on_a_critic_without_a_layer_to_normalise_is_refused(capsys):
     assert len(err) == 1 and "changes nothing" in err[0]
     suite = dataclasses.replace(PRESETS["micro"], datasets=("ring8", "stacked-digits"),
                                 methods=(("none", {}), ("layer_norm", {})))  # fmt: skip
-    assert list(suite.no_ops()) == [("stacked-digits", "layer_norm")]
-    assert {(c.dataset, c.methods[0].name) for c, _ in suite.entries()} == {
+    plan = suite.plan()
+    assert list(plan.left_out) == [("stacked-digits", "reference", "layer_norm")]
+    assert {(e.config.dataset, e.config.methods[0].name) for e in plan.entries} == {
         ("ring8", "none"), ("ring8", "layer_norm"), ("stacked-digits", "none")}  # fmt: skip
 
 
@@ -107,18 +108,24 @@ def test_every_model_method_changes_every_default_model_or_is_refused(dataset):
         assert models_text(cfg.model) != models_text(base.model), (dataset, name)
 
 
-def test_a_learning_rate_axis_gives_a_stability_map(mlflow_tracker, tmp_path):
-    suite = dataclasses.replace(PRESETS["micro"], lr_mults=(1.0, 10.0))
-    assert {c.train.lr_mult for c, _ in suite.entries()} == {1.0, 10.0}
+def test_axes_give_a_section_across_the_cells(mlflow_tracker, tmp_path):
+    """Two axes over a training and a model field: every (cell, method, seed) runs once, tagged
+    with its coordinates; the main table is the reference cell's, every cell has a row."""
+    suite = dataclasses.replace(PRESETS["micro"], axes={"lr_mult": (1.0, 10.0), "depth_d": (3, 2)})
+    plan = suite.plan()
+    assert {(e.config.train.lr_mult, e.config.model.depth_d) for e in plan.entries} == {
+        (1.0, 3), (1.0, 2), (10.0, 3), (10.0, 2)}  # fmt: skip
     counts = run_suite(suite, mlflow_tracker, "t-stab", "cpu", progress=False)
-    assert counts["finished"] + counts["diverged"] == 8
+    assert counts["finished"] + counts["diverged"] == 16
+    runs = [r for r in mlflow_tracker.runs("t-stab") if r.tags.get("kind", "run") == "run"]
+    assert {r.tags["cell"] for r in runs} == {e.cell.label for e in plan.entries}
+    assert {r.tags["axis.depth_d"] for r in runs} == {"3", "2"}
     text = build_report(mlflow_tracker, "t-stab", tmp_path / "r.md").read_text()
-    assert "### Stability map" in text and "| x1 " in text.replace("|   x1", "| x1 ")
-    assert (tmp_path / "r" / "stability_ring8.png").is_file()
+    assert "### Across the axes" in text and "lr_mult=10.0,depth_d=2" in text
+    assert (tmp_path / "r" / "axes_ring8.png").is_file()
     main_rows = [ln for ln in _table(text, "ring8").splitlines() if ln.startswith("| none")]
-    assert main_rows and main_rows[0].split("|")[2].strip() == "2"  # x1 runs only: 2 seeds
+    assert main_rows and main_rows[0].split("|")[2].strip() == "2"  # the reference cell only
     from bench.suite import suite_from_dict
 
-    assert suite_from_dict({"lr_mults": [1, 3]}, "t").lr_mults == (1.0, 3.0)
-    with pytest.raises(ConfigError, match="lr_mults"):
-        suite_from_dict({"lr_mults": ["x"]}, "t")
+    with pytest.raises(ConfigError, match="lr_mults became an axis"):
+        suite_from_dict({"lr_mults": [1, 3]}, "t")

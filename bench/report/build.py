@@ -16,7 +16,7 @@ from bench.methods import BASELINE
 from bench.metrics.base import Metric, read_declarations
 from bench.params import ROLES
 from bench.plots.samples import save_method_samples
-from bench.plots.stability import stability_map
+from bench.plots.stability import success_heatmap
 from bench.plots.training import curves, grad_norm_boxes
 from bench.report.context import CONTEXT
 from bench.report.frame import download_samples, metric_history, runs_frame
@@ -43,9 +43,9 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     sections, banners = [], []
     for dataset in sorted(df.dataset.unique()):
         d = df[df.dataset == dataset]
-        main = d[d.lr_mult == 1.0] if (d.lr_mult == 1.0).any() else d
+        main = d[d.reference_cell] if d.reference_cell.any() else d
         text, banner = _dataset_section(tracker, main, dataset, fig_dir, experiment)
-        sections.append(text + stability_section(d, dataset, fig_dir))
+        sections.append(text + axes_section(d, dataset, fig_dir))
         banners += [banner] if banner else []
     parts = [_header(df, experiment, tracker.uri), *banners, _protocol_card(df), *sections]
     parts.append(CONTEXT)
@@ -200,12 +200,37 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
     return text, (f"**{dataset}: not converged.** {gate}" if gate else None)
 
 
-def stability_section(df: pd.DataFrame, dataset: str, fig_dir: Path) -> str:
-    """The stability map, when the runs span several learning-rate multipliers: per method
-    and multiplier, success rate and the primary metric's median [IQR]; a figure of both."""
-    mults = sorted(df.lr_mult.unique())
-    if len(mults) < 2:
+def axes_section(df: pd.DataFrame, dataset: str, fig_dir: Path) -> str:
+    """Every cell of the suite's axes, when the runs span several: per method and cell, the
+    success rate (k / n) and the primary metric's median; a heatmap of the success rates."""
+    cells = _cell_order(df)
+    if len(cells) < 2:
         return ""
+    primary = next(m for m in dataset_metrics(df) if m.primary)
+    table = cell_table(df)
+    labels = label_order(df.label)
+    name = f"axes_{dataset}.png"
+    success_heatmap(fig_dir / name, table, labels, cells)
+    text = pd.DataFrame({"method": labels} | {
+        cell: [_cell_text(table, lbl, cell) for lbl in labels] for cell in cells
+    }).to_markdown(index=False)  # fmt: skip
+    return (
+        f"\n\n### Across the axes\n\nEvery method in every cell of the suite's axes (the first "
+        f"cell is the reference, the table above). Cells: successes k / n over seeds and the "
+        f"median `{primary.name}` (diverged runs count as failures and as the worst value). A "
+        f"stabilizer that helps keeps its success where `{BASELINE}` loses it.\n\n{text}"
+        f"\n\n![{dataset}: success across the axes]({fig_dir.name}/{name})"
+    )
+
+
+def _cell_order(df: pd.DataFrame) -> list[str]:
+    """The reference cell first, then the others in the order their runs started."""
+    first = df.sort_values("start_time").groupby("cell", sort=False).reference_cell.first()
+    return sorted(first.index, key=lambda c: (not first[c], list(first.index).index(c)))
+
+
+def cell_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (label, cell): successes `k`, runs `n`, and the primary metric's median."""
     declared = dataset_metrics(df)
     primary = next(m for m in declared if m.primary)
     success = next((m.name for m in declared if m.success), None)
@@ -213,29 +238,18 @@ def stability_section(df: pd.DataFrame, dataset: str, fig_dir: Path) -> str:
     values = df[key] if key in df else pd.Series(math.nan, index=df.index)
     if not math.isnan(primary.worst):
         values = values.fillna(primary.worst)  # a diverged run is the worst, never dropped
-    rows = {}
-    for (label, mult), g in df.assign(v=values).groupby(["label", "lr_mult"], sort=False):
-        ok = g.status != "diverged"
-        if success and f"eval/{success}" in g:
-            ok &= g[f"eval/{success}"].fillna(0) == 1
-        q1, med, q3 = g.v.quantile([0.25, 0.5, 0.75])
-        rows[(label, mult)] = {"success": float(ok.mean()), "median": med, "q1": q1, "q3": q3}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table.reindex([(lbl, m) for lbl in label_order(df.label) for m in mults
-                           if (lbl, m) in rows])  # fmt: skip
-    name = f"stability_{dataset}.png"
-    stability_map(fig_dir / name, table, primary.name, primary.direction)
-    cells = {f"x{m:g}": [f"{rows[(lbl, m)]['success']:.0%} / {rows[(lbl, m)]['median']:.3g}"
-                         if (lbl, m) in rows else "" for lbl in label_order(df.label)]
-             for m in mults}  # fmt: skip
-    text = pd.DataFrame({"method": label_order(df.label)} | cells).to_markdown(index=False)
-    return (
-        f"\n\n### Stability map\n\nEvery method at its tuned threshold, with both learning "
-        f"rates multiplied (x1 is the table above). Cells: success rate / median `{primary.name}`"
-        f" over seeds (diverged runs count as failures and as the worst value). A stabilizer "
-        f"that helps keeps its success rate at larger multipliers than `{BASELINE}`.\n\n{text}"
-        f"\n\n![{dataset}: stability map]({fig_dir.name}/{name})"
-    )
+    ok = df.status != "diverged"
+    if success and f"eval/{success}" in df:
+        ok &= df[f"eval/{success}"].fillna(0) == 1
+    g = df.assign(v=values, ok=ok).groupby(["label", "cell"], sort=False)
+    return pd.DataFrame({"k": g.ok.sum(), "n": g.ok.size(), "median": g.v.median()})
+
+
+def _cell_text(table: pd.DataFrame, label: str, cell: str) -> str:
+    if (label, cell) not in table.index:
+        return ""
+    row = table.loc[(label, cell)]
+    return f"{int(row.k)} / {int(row.n)}, {row['median']:.3g}"
 
 
 def convergence_gate(df: pd.DataFrame, declared: list[Metric], refs: dict | None = None):
@@ -305,6 +319,8 @@ def _against_baseline(df: pd.DataFrame, sig: pd.DataFrame, metrics) -> str:
     if not (df.method == BASELINE).any():
         return (f"No `{BASELINE}` run in this experiment, so nothing is tested against the "
                 f"baseline: add `{BASELINE}` to the suite to compare with it.")  # fmt: skip
+    if sig.empty:
+        return f"Only `{BASELINE}` ran in this cell: there is no other method to test against it."
     return (
         f"{format_significance(sig, metrics)}\n\n"
         "Two-sided Mann-Whitney U test per metric against `none`, p-values Holm-corrected over "

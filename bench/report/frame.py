@@ -24,7 +24,10 @@ def runs_frame(tracker, experiment: str) -> pd.DataFrame:
         row["start_time"] = pd.Timestamp(r.start_time, unit="ms")
         row |= {k: v for k, v in r.metrics.items() if k.startswith(("eval/", "summary/"))}
         row["params"] = dict(r.params)
-        row["lr_mult"] = float(r.params.get("train.lr_mult", 1.0))  # the stability map's axis
+        # The run's cell of the suite's axes (bench/plan.py); runs without are the reference.
+        row["cell"] = tags.get("cell", "reference")
+        row["reference_cell"] = tags.get("reference_cell", "true") == "true"
+        row |= {k: v for k, v in tags.items() if k.startswith("axis.")}
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
