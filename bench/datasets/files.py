@@ -8,9 +8,11 @@ downloads them through torchvision on a machine with internet). Nothing download
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib
 import pickle
+import shutil
 import struct
 from pathlib import Path
 
@@ -69,8 +71,6 @@ class FileData(ImageData):
     def fetch(cls, root: Path | None = None) -> Path:
         """Download the files through torchvision into `root` (default ./data/<name>, unless a
         default place holds them already); returns where they are."""
-        import torchvision.datasets
-
         if root is None:
             try:
                 return cls.root(None)  # already in one of the default places
@@ -82,6 +82,14 @@ class FileData(ImageData):
 
         if not writable_dir(root):
             raise ConfigError(f"fetch {cls.name}: {str(root)!r} is not writable")
+        with _undone_on_failure(root):
+            cls._download(root)
+        return root
+
+    @classmethod
+    def _download(cls, root: Path) -> None:
+        import torchvision.datasets
+
         source = getattr(torchvision.datasets, cls.torchvision_class)
         try:
             for train in (True, False):
@@ -94,7 +102,28 @@ class FileData(ImageData):
             ) from None
         if cls.missing(root) is not None:
             raise ConfigError(f"fetch {cls.name}: {cls.missing(root)} missing after download")
-        return root
+
+
+@contextlib.contextmanager
+def _undone_on_failure(root: Path):
+    """A download that fails (or is interrupted) leaves nothing behind: the folders it created
+    are removed, and in a folder that was there, the entries it added."""
+    created = root if not root.exists() else None
+    while created is not None and not created.parent.exists():
+        created = created.parent  # the topmost folder the download will create
+    before = set(root.iterdir()) if root.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif root.is_dir():
+            for entry in set(root.iterdir()) - before:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
 
 
 # ---- IDX (MNIST, Fashion-MNIST) ----------------------------------------------------------------
