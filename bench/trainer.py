@@ -22,7 +22,7 @@ from bench.config import TrainConfig
 from bench.datasets.base import Dataset
 from bench.losses import LOSSES
 from bench.members import Population
-from bench.methods.base import LossContext, Method, UpdateContext
+from bench.methods.base import LossContext, MemberValues, Method, UpdateContext
 from bench.metrics.base import Metric, evaluate
 from bench.metrics.gradients import GradNorms, grads_of, layer_grad_stats
 from bench.optim import make_optimizer
@@ -137,7 +137,8 @@ class Trainer:
                                role),
             scaler=torch.amp.GradScaler(self.device.type, enabled=self.train.amp),
             hooks=[(m, UpdateContext(role, model, params, self.norms, self.train.stats,
-                                     runs=self.runs, configs=tuple(c))) for m, c in mine],
+                                     runs=self.runs, members=MemberValues(tuple(c))))
+                   for m, c in mine],
             params=params,
             touches_grads=any(type(m).after_backward is not Method.after_backward for m, _ in mine),
         )  # fmt: skip
@@ -164,7 +165,7 @@ class Trainer:
         independent, so each run's gradients are its own loss's)."""
         r = self.roles[role]
         for m, c in r.hooks:
-            terms = m.loss(terms, replace(ctx, configs=c.configs, _params=c._params))
+            terms = m.loss(terms, replace(ctx, members=c.members))
         loss = sum(terms.values())
         r.opt.zero_grad(set_to_none=True)
         r.scaler.scale(loss.sum()).backward()

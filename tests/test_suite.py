@@ -110,16 +110,21 @@ def test_interrupted_run_is_marked_killed_and_redone_without_duplicates(
 SLOW_MICRO = """
 name = "killme"
 datasets = ["ring8"]
-seeds = [0, 1, 2]
+seeds = [0, 1]
 methods = [["none", {}], ["norm_clip", {max_norm = "0.5"}]]
 [train]
-steps = 400
+steps = 300
 batch_size = 64
-eval_every = 200
+eval_every = 150
 eval_samples = 500
 [model]
 hidden = 32
+[axes]
+lr_mult = [1, 2]
+beta1 = [0.5, 0.7]
+depth_d = [3, 2]
 """
+SLOW_RUNS = 2 * 2 * 8  # methods x seeds x cells: 4 populations (method x depth_d) of 8
 
 
 def test_killing_a_suite_process_and_rerunning_it_finishes_exactly_once(tmp_path):
@@ -146,13 +151,14 @@ def test_killing_a_suite_process_and_rerunning_it_finishes_exactly_once(tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(tracker.done_keys("killme"))
-    assert 1 <= done_before < 6, "the kill must land mid-suite"
+    assert 1 <= done_before < SLOW_RUNS, "the kill must land mid-suite"
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     runs = tracker.runs("killme")
     keys = [(r.tags["config_hash"], r.tags["seed"]) for r in runs]
-    assert len(runs) == 6 and len(set(keys)) == 6
+    assert len(runs) == SLOW_RUNS and len(set(keys)) == SLOW_RUNS
     assert all(r.status == "FINISHED" for r in runs)
+    assert len({r.tags["cell"] for r in runs}) == 8  # every (cell, method, seed) once
 
 
 def test_suite_file_errors_name_the_bad_value(tmp_path):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import importlib
+import io
 import pickle
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +93,12 @@ class FileData(ImageData):
         import torchvision.datasets
 
         source = getattr(torchvision.datasets, cls.torchvision_class)
+        said = io.StringIO()  # torchvision prints to stdout, which carries our one JSON line
         try:
-            for train in (True, False):
-                source(str(root), train=train, download=True)
+            with contextlib.redirect_stdout(said):
+                for train in (True, False):
+                    source(str(root), train=train, download=True)
+            print(said.getvalue(), end="", file=sys.stderr)
         except (OSError, RuntimeError) as e:  # URLError is an OSError; checksums: RuntimeError
             reason = " ".join(str(e).split())[:300]  # torchvision lists every mirror it tried
             raise ConfigError(
@@ -156,16 +161,32 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files read once
+_VERIFIED: set[tuple] = set()  # (path, size, mtime) of the files of each split read once
 
 
-def verify_idx(path: Path) -> None:
-    """Read `path` once per process so bad files fail at resolve, before a run is created."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+def verified(paths: tuple[Path, ...], check) -> None:
+    """`check()` once per process for these files as they are now, so that bad files fail at
+    resolve, before a run is created (and a suite's hundred runs read them once)."""
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     if key not in _VERIFIED:
-        read_idx(path)
+        check()
         _VERIFIED.add(key)
+
+
+def check_split(what: str, images: np.ndarray, labels: np.ndarray, shape: tuple[int, ...],
+                n_classes: int) -> None:  # fmt: skip
+    """Files that read fine may still hold the wrong thing: images of another size, more
+    labels than images, labels outside the classes. One line naming the files and what was
+    expected, before any run uses them."""
+    if images.ndim != len(shape) + 1 or tuple(images.shape[1:]) != shape or not len(images):
+        raise ConfigError(f"{what}: images of shape {tuple(images.shape)}; expected "
+                          f"(N, {', '.join(map(str, shape))}) with N >= 1")  # fmt: skip
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ConfigError(f"{what}: {labels.shape[0] if labels.ndim else 0} labels for "
+                          f"{len(images)} images; expected one label per image")  # fmt: skip
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ConfigError(f"{what}: labels from {labels.min()} to {labels.max()}; expected "
+                          f"0 to {n_classes - 1}")  # fmt: skip
 
 
 class IdxData(FileData):
@@ -190,16 +211,24 @@ class IdxData(FileData):
     def check(cls, cfg) -> None:
         super().check(cfg)
         root = cls.root(cfg.data_root or None)
-        for stem in (s for split in IDX_FILES.values() for s in split):
-            verify_idx(cls._find(root, stem))
+        for stems in IDX_FILES.values():
+            paths = tuple(cls._find(root, stem) for stem in stems)
+            verified(paths, lambda paths=paths: cls._read_split(*paths))
 
     @classmethod
     def read(cls, root):
         out = []
-        for images, labels in IDX_FILES.values():
-            out.append(torch.from_numpy(read_idx(cls._find(root, images)).copy()).unsqueeze(1))
-            out.append(torch.from_numpy(read_idx(cls._find(root, labels)).astype(np.int64)))
+        for stems in IDX_FILES.values():
+            x, y = cls._read_split(*(cls._find(root, stem) for stem in stems))
+            out += [torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))]
         return tuple(out)
+
+    @classmethod
+    def _read_split(cls, images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
+        x, y = read_idx(images), read_idx(labels)
+        what = f"{cls.name}: {str(images)!r} and {str(labels)!r}"
+        check_split(what, x, y.astype(np.int64), (cls.size, cls.size), cls.n_classes)
+        return x, y
 
 
 @dataset_registry.register("fashion-mnist")
@@ -237,14 +266,26 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images [N, 3, 32, 32], labels) of one CIFAR-10 python batch file."""
+    """(uint8 images [N, 3, 32, 32], labels) of one CIFAR-10 python batch file: a dict with
+    `data`, uint8 [N, 3072], and `labels`, N integers from 0 to 9."""
     with open(path, "rb") as f:
         try:
             batch = _ArraysOnly(f, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
             raise ConfigError(f"{str(path)!r} is not a CIFAR-10 batch file ({e})") from None
-    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return images, np.asarray(batch["labels"], dtype=np.int64)
+    if not isinstance(batch, dict) or not {"data", "labels"} <= batch.keys():
+        keys = sorted(map(str, batch)) if isinstance(batch, dict) else type(batch).__name__
+        raise ConfigError(f"{str(path)!r} is not a CIFAR-10 batch file: it holds {keys}, "
+                          "expected a dict with 'data' and 'labels'")  # fmt: skip
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise ConfigError(f"{str(path)!r}: 'data' is not an array of bytes (uint8)")
+    try:
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{str(path)!r}: 'labels' is not a list of integers") from None
+    check_split(f"cifar10: {str(path)!r}", data, labels, (3 * 32 * 32,), 10)
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 @dataset_registry.register("cifar10")
@@ -263,6 +304,14 @@ class Cifar10(FileData):
         names = [n for files in CIFAR_FILES.values() for n in files]
         folder = cls._folder(root)
         return next((f"{CIFAR_FOLDER}/{n}" for n in names if not (folder / n).is_file()), None)
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        folder = cls._folder(cls.root(cfg.data_root or None))
+        for name in (n for files in CIFAR_FILES.values() for n in files):
+            path = folder / name
+            verified((path,), lambda path=path: read_cifar_batch(path))
 
     @classmethod
     def read(cls, root):

@@ -64,7 +64,7 @@ def verify_images(paths: list[Path]) -> None:
         try:
             with Image.open(path) as img:
                 img.load()
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
             raise ConfigError(
                 f"imagefolder: {str(path)!r} cannot be read as an image ({e}); remove or replace it"
             ) from None
@@ -78,7 +78,7 @@ def read_image(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise ConfigError(f"imagefolder: {str(path)!r} cannot be read as an image ({e})") from None
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 

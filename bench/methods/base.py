@@ -67,25 +67,39 @@ class MethodConfig:
             raise ConfigError(f"{self.method_name}: targets is empty; allowed: {', '.join(ROLES)}")
 
 
-class PerRun:
-    """Per-run hyperparameters of a context: `configs` holds the method's config of each of
-    the K runs (members may differ in numeric values: K thresholds, K trials; empty: the
-    method's own config for every run), and `param(name, config)` is that field as a [K]
-    tensor on the device, built once. Host-side fields (scope, window, targets) are the same
-    for every member; hooks read them from `self.config`."""
+@dataclass
+class MemberValues:
+    """A method's config of each of the K runs of a population (members may differ in numeric
+    values: K thresholds, K trials; empty: the method's own config for every run), and each
+    numeric field as a [K] tensor on the device, built once. The trainer makes one per (method,
+    role); the role's update and loss contexts share it."""
 
-    configs: tuple[MethodConfig, ...]
-    _params: dict[str, torch.Tensor]
+    configs: tuple[MethodConfig, ...] = ()
+    _tensors: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    def tensor(self, name: str, config: MethodConfig, like: torch.Tensor) -> torch.Tensor:
+        if name not in self._tensors:
+            values = [float(getattr(c, name)) for c in self.configs or (config,)]
+            self._tensors[name] = torch.tensor(values, dtype=like.dtype, device=like.device)
+        return self._tensors[name]
+
+
+class PerRun:
+    """Per-run hyperparameters of a context: `members` holds the method's config of each run,
+    and `param(name, config)` is that field as a [K] tensor. Host-side fields (scope, window,
+    targets) are the same for every member; hooks read them from `self.config`."""
+
+    members: MemberValues
+
+    @property
+    def configs(self) -> tuple[MethodConfig, ...]:
+        return self.members.configs
 
     def _like(self) -> torch.Tensor:
         raise NotImplementedError
 
     def param(self, name: str, config: MethodConfig) -> torch.Tensor:
-        if name not in self._params:
-            like = self._like()
-            values = [float(getattr(c, name)) for c in self.configs or (config,)]
-            self._params[name] = torch.tensor(values, dtype=like.dtype, device=like.device)
-        return self._params[name]
+        return self.members.tensor(name, config, self._like())
 
 
 @dataclass
@@ -100,8 +114,7 @@ class LossContext(PerRun):
     discriminator: nn.Module
     noise: Streams
     role: str = "discriminator"
-    configs: tuple[MethodConfig, ...] = ()
-    _params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    members: MemberValues = dataclasses.field(default_factory=MemberValues)
 
     def _like(self) -> torch.Tensor:
         return self.real
@@ -129,8 +142,7 @@ class UpdateContext(PerRun):
     step: int = 0  # generator steps completed
     runs: int = 1  # K: runs the tensors hold along a leading dimension (1: an ordinary run)
     state: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's, per role
-    configs: tuple[MethodConfig, ...] = ()
-    _params: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    members: MemberValues = dataclasses.field(default_factory=MemberValues)
 
     @property
     def stacked(self) -> bool:

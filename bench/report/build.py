@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import sys
@@ -293,19 +294,17 @@ def reference_rows(df: pd.DataFrame, dataset: str, declared: list[Metric]):
     (data, noise, collapse), at the runs' evaluation size and evaluation options, scored by the
     metric code the runs used; {} when it has none or its data cannot be loaded here."""
     from bench.metrics.base import evaluate
+    from bench.run import from_flat, load_data
 
     if dataset not in dataset_registry.names():
         return {}
-    cls, p = dataset_registry.get(dataset), df.params.iloc[0]
-    n = int(float(p.get("train.eval_samples", 2500)))
-    try:
-        data = cls(device="cpu", data_root=p.get("data_root") or None,
-                   extractor=p.get("train.extractor", "auto"),
-                   inception_weights=p.get("train.inception_weights") or None,
-                   image_size=int(float(p.get("model.image_size", 0) or 0)))  # fmt: skip
+    try:  # the runs' own resolved config, read back from their params
+        cfg = dataclasses.replace(from_flat(df.params.iloc[0]), device="cpu")
+        data = load_data(cfg)
     except ConfigError as e:  # e.g. the image files are not on this machine
         print(f"report: no reference rows for {dataset} ({e})", file=sys.stderr)
         return {}
+    n, cls = cfg.train.eval_samples, cfg.data_cls
     names = {m.name for m in declared}
     draws: dict[str, list[dict[str, float]]] = {}
     for seed in range(cls.reference_draws):
