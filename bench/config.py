@@ -14,7 +14,8 @@ from bench.errors import ConfigError
 from bench.params import ROLES, param, to_text, validate
 
 LOSSES = ("ns", "wasserstein", "hinge")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+# gd: plain gradient descent (no momentum), the Dirac-GAN paper's setting; sgd is Nesterov
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "gd")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,11 @@ class TrainConfig:
         "n_critic otherwise (the WGAN paper's code)",
     )  # fmt: skip
     loss: str = param("ns", choices=LOSSES, help="adversarial loss (ns: non-saturating BCE)")
-    optimizer: str = param("adam", choices=OPTIMIZERS, help="optimizer of both networks")
+    optimizer: str = param(
+        "adam", choices=OPTIMIZERS,
+        help="optimizer of both networks (sgd: Nesterov, momentum beta1; gd: plain gradient "
+        "descent, no momentum)",
+    )  # fmt: skip
     # member=True: members of one population may differ in it (bench/optim.py: per-run rates)
     lr_g: float = param(2e-4, low=0.0, low_open=True, help="generator learning rate", member=True)
     lr_d: float = param(2e-4, low=0.0, low_open=True, help="discriminator learning rate",
@@ -60,8 +65,10 @@ class TrainConfig:
             raise ConfigError("train: beta1=0 is not allowed with sgd; Nesterov needs momentum > 0")
 
 
-MODEL_KINDS = ("mlp", "pacgan", "dcgan")
-VECTOR_KINDS = ("mlp", "pacgan")  # models of flat vectors (2-D data); dcgan takes images
+MODEL_KINDS = ("mlp", "pacgan", "dcgan", "dirac")
+# Models of flat vectors (2-D data; dirac: the Dirac-GAN's point and linear critic); dcgan
+# takes images.
+VECTOR_KINDS = ("mlp", "pacgan", "dirac")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ spectral norm) arrive as role names in the spec. The last layer of each network 
 named `out` (AGC excludes D's by that name).
 
 Kinds: `mlp` (2-D data, the calibrated CPU default), `pacgan` (2-D data: PacGAN's released
-architecture, for long runs; its recipe in ARCHITECTURES), `dcgan` (images).
+architecture, for long runs; its recipe in ARCHITECTURES), `dcgan` (images), `dirac` (the
+Dirac-GAN of Mescheder et al. 2018: G a point, D linear; a known-answer control).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ LAYER_NORM: Norm = ("ln", nn.LayerNorm)
 
 def build_models(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     """(G, D) for `spec`; parameters are drawn from torch's global RNG (seed it first)."""
-    g, d = {"mlp": _mlps, "pacgan": _pacgans, "dcgan": _dcgans}[spec.kind](spec)
+    builders = {"mlp": _mlps, "pacgan": _pacgans, "dcgan": _dcgans, "dirac": _diracs}
+    g, d = builders[spec.kind](spec)
     nets = {"generator": g, "discriminator": d}
     for role in spec.spectral_norm:
         apply_spectral_norm(nets[role], spec.sn_power_iterations)
@@ -178,6 +180,53 @@ def _dcgans(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
     g = DCGANGenerator(spec, "generator" in spec.layer_norm)
     d = DCGANDiscriminator(spec, "discriminator" in spec.layer_norm)
     return g, d
+
+
+class Point(nn.Module):
+    """A learned point `theta` [dim]: every input row maps to it, [..., z] -> [..., dim]. The
+    same forward serves a population's stacked points [K, dim] (bench/population.py)."""
+
+    def __init__(self, theta: torch.Tensor):
+        super().__init__()
+        self.theta = nn.Parameter(theta)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.theta.unsqueeze(-2).expand(*z.shape[:-1], self.theta.shape[-1])
+
+
+class DiracGenerator(nn.Module):
+    """The Dirac-GAN's generator: G(z) = theta for every noise sample (`out` holds theta)."""
+
+    def __init__(self, theta: torch.Tensor):
+        super().__init__()
+        self.out = Point(theta)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(z)
+
+
+class DiracCritic(nn.Module):
+    """The Dirac-GAN's discriminator: D(x) = psi . x, linear without a bias (`out.weight` is
+    psi, [1, dim]), one logit per sample."""
+
+    def __init__(self, psi: torch.Tensor):
+        super().__init__()
+        self.out = nn.Linear(psi.numel(), 1, bias=False)
+        with torch.no_grad():
+            self.out.weight.copy_(psi.view(1, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x).squeeze(-1)
+
+
+def _diracs(spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
+    """The Dirac-GAN (Mescheder, Geiger and Nowozin 2018, section 2.2), started at a uniform
+    random point of the unit sphere in (theta, psi): for 1-D data a seed-dependent angle on the
+    unit circle around the equilibrium (0, 0), so seeds are different initialisations at the
+    same distance."""
+    v = torch.randn(2 * spec.data_dim)
+    v = v / torch.linalg.vector_norm(v)
+    return DiracGenerator(v[: spec.data_dim].clone()), DiracCritic(v[spec.data_dim :].clone())
 
 
 def apply_spectral_norm(model: nn.Module, power_iterations: int) -> None:

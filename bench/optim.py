@@ -4,7 +4,12 @@ rate or Adam's betas (a stress axis's multiples, learning-rate trials).
 torch's Adam, RMSprop and SGD are elementwise, so on stacked [K, ...] tensors they are K
 independent optimizers (Adam bitwise so) as long as the members share one learning rate and one
 pair of betas. When they do not, `PerRunOptimizer` applies torch's own update rules (foreach
-Adam without weight decay or amsgrad; RMSprop; SGD with Nesterov momentum) with [K] values.
+Adam without weight decay or amsgrad; RMSprop; SGD with Nesterov momentum; plain gradient
+descent) with [K] values.
+
+`gd` is plain gradient descent, p <- p - lr g (torch's SGD without momentum): the setting of
+the Dirac-GAN's convergence results (Mescheder et al. 2018), where any momentum changes the
+eigenvalues the theory is about.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ def make_optimizer(params, trains: list[TrainConfig], role: str) -> torch.optim.
         return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), foreach=True)
     if kind == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    if kind == "gd":
+        return torch.optim.SGD(params, lr=lr, foreach=True)
     return torch.optim.SGD(params, lr=lr, momentum=beta1, nesterov=True, foreach=True)
 
 
 class PerRunOptimizer(torch.optim.Optimizer):
-    """Adam, RMSprop or SGD (as `make_optimizer` configures torch's) on stacked parameters
-    [K, ...], member k with (learning rate, beta1, beta2) `hyper[k]`."""
+    """Adam, RMSprop, SGD or GD (as `make_optimizer` configures torch's) on stacked parameters
+    [K, ...], member k with (learning rate, beta1, beta2) `hyper[k]` (GD reads the rate only)."""
 
     def __init__(self, params, kind: str, hyper: list[tuple[float, float, float]]):
         super().__init__(params, {"hyper": list(hyper), "kind": kind, "eps": 1e-8})
@@ -92,3 +99,7 @@ class PerRunOptimizer(torch.optim.Optimizer):
             state["momentum_buffer"].mul_(b1).add_(g)
         step = g + state["momentum_buffer"] * b1  # Nesterov
         p.add_(step * -lr)
+
+    @staticmethod
+    def _gd(p, state, lr, b1, b2, eps) -> None:
+        p.add_(p.grad * -lr)

@@ -11,10 +11,11 @@ The ordinary run is the one-member population: `Single` views an ordinary model 
 returning [1, B, ...] tensors, so the trainer has one code path for both. `stack` builds the
 stacked model from K ordinary ones (initialised with their own seeds, so member i starts exactly
 where the ordinary run with seed i starts) and `member` copies member i back into an ordinary
-model (evaluation, samples). Every model kind stacks: linear layers (maxout included) as batched
-matmuls, convs as grouped convs on K-major channels [B, K*C, H, W] (DCGAN's stacked forward moves
-between that and [K, B, ...] at its ends), batch norm over K*C channels, layer norm per run
-(GroupNorm(K, K*C) for convs) and spectral norm with one power iteration per run.
+model (evaluation, samples). Every model kind stacks: linear layers (maxout included, with or
+without a bias) as batched matmuls, convs as grouped convs on K-major channels [B, K*C, H, W]
+(DCGAN's stacked forward moves between that and [K, B, ...] at its ends), batch norm over K*C
+channels, layer norm per run (GroupNorm(K, K*C) for convs), spectral norm with one power
+iteration per run, and the Dirac-GAN's points as [K, dim].
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bench.errors import ConfigError
-from bench.models import DCGANDiscriminator, DCGANGenerator
+from bench.models import DCGANDiscriminator, DCGANGenerator, Point
 
 
 class Single(nn.Module):
@@ -42,16 +43,23 @@ class Single(nn.Module):
 
 
 class BatchedLinear(nn.Module):
-    """K linear layers: x [K, B, in] -> x @ W^T + b with W [K, out, in], b [K, out]."""
+    """K linear layers: x [K, B, in] -> x @ W^T + b with W [K, out, in], b [K, out] (or no
+    bias, as the Dirac-GAN's critic)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.in_features, self.out_features = weight.shape[2], weight.shape[1]
         self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(bias)
+        self.bias = None if bias is None else nn.Parameter(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return torch.bmm(x, self.weight.transpose(1, 2))
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class BatchedPoint(Point):
+    """K points, theta [K, dim]: z [K, B, z] -> [K, B, dim] (Point's own forward)."""
 
 
 class BatchedLayerNorm(nn.Module):
@@ -162,7 +170,11 @@ class BatchedSpectralNorm(nn.Module):
         return weight / sigma.view(-1, *[1] * (weight.ndim - 1))
 
 
-def _stack(tensors) -> torch.Tensor:
+def _stack(tensors) -> torch.Tensor | None:
+    """[K, ...] copies of K tensors; None for K absent ones (a linear layer without a bias)."""
+    tensors = list(tensors)
+    if tensors[0] is None:
+        return None
     return torch.stack([t.detach() for t in tensors]).clone()
 
 
@@ -171,6 +183,8 @@ def _batched(layers: list[nn.Module]) -> nn.Module:
     first = layers[0]
     if isinstance(first, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
         return _batched_weights(layers)
+    if type(first) is Point:
+        return BatchedPoint(_stack(m.theta for m in layers))
     if isinstance(first, nn.LayerNorm):
         w, b = _stack(m.weight for m in layers), _stack(m.bias for m in layers)
         return BatchedLayerNorm(w, b, first.eps)
@@ -189,7 +203,7 @@ def _batched(layers: list[nn.Module]) -> nn.Module:
         return BatchedChannelNorm(first, w, b)
     raise ConfigError(
         f"a population of {len(layers)} runs cannot stack {type(first).__name__} layers; "
-        "population sizes above 1 support the mlp, pacgan and dcgan models"
+        "population sizes above 1 support the mlp, pacgan, dcgan and dirac models"
     )
 
 
@@ -209,7 +223,8 @@ def _batched_weights(layers: list[nn.Module]) -> nn.Module:
     return out
 
 
-BATCHED = (BatchedLinear, BatchedConv, BatchedLayerNorm, BatchedBatchNorm1d, BatchedChannelNorm)
+BATCHED = (BatchedLinear, BatchedConv, BatchedLayerNorm, BatchedBatchNorm1d, BatchedChannelNorm,
+           BatchedPoint)  # fmt: skip
 STACKED = (nn.Linear, nn.modules.conv._ConvNd, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d,
            nn.GroupNorm)  # fmt: skip
 
@@ -286,9 +301,10 @@ def member(pop: nn.Module, template: nn.Module, i: int) -> nn.Module:
             )
             tsn._u.copy_(sn._u[i])
             tsn._v.copy_(sn._v[i])
-        else:
-            target.weight.copy_(module.weight[i])
-        target.bias.copy_(module.bias[i])
+        # Its own parameters (a parametrized weight lives in `parametrizations`, copied above):
+        # weight and bias, a bias-free layer's weight alone, a point's theta.
+        for pname, p in module.named_parameters(recurse=False):
+            getattr(target, pname).copy_(p[i])
         if hasattr(module, "running_mean"):
             target.running_mean.copy_(module.running_mean[i])
             target.running_var.copy_(module.running_var[i])

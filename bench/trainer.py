@@ -204,6 +204,11 @@ class Trainer:
         if self.train.stats:  # batch means per run
             self.stats.add("d/real", d_real.detach().float().mean(-1), self.step)
             self.stats.add("d/fake", d_fake.detach().float().mean(-1), self.step)
+            # The critic's output magnitude, mean |D(x)| over real and fake: what an
+            # unconstrained Wasserstein critic lets grow without bound (signed means of outputs
+            # of both signs can cancel; magnitudes cannot).
+            both = torch.cat([d_real, d_fake], -1).detach().float()
+            self.stats.add("d/abs", both.abs().mean(-1), self.step)
         return real
 
     def _g_step(self, real: torch.Tensor) -> None:

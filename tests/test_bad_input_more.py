@@ -16,8 +16,10 @@ from bench.__main__ import main
 
 RING = ["run", "--dataset", "ring8", "--no-progress", "--no-track", "--steps", "2"]
 SWEEP = ["sweep", "--dataset", "ring8", "--method", "norm_clip", "--no-track"]
-FASHION = ["run", "--dataset", "fashion-mnist", "--no-progress", "--no-track", "--data-root"]
-CIFAR = ["run", "--dataset", "cifar10", "--no-progress", "--no-track", "--data-root"]
+# Tiny settings: a file that were wrongly accepted would train for seconds, not minutes.
+TINY = ["--no-progress", "--no-track", "--steps", "1", "--eval-samples", "10", "--batch-size", "2"]
+FASHION = ["run", "--dataset", "fashion-mnist", *TINY, "--data-root"]
+CIFAR = ["run", "--dataset", "cifar10", *TINY, "--data-root"]
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte")  # fmt: skip
 
@@ -33,7 +35,8 @@ def _idx_folder(folder, side=28, n_images=4, n_labels=4, top_label=3):
         if "images" in name:
             array = np.zeros((n_images, side, side))
         else:
-            array = np.minimum(np.arange(n_labels), top_label)
+            array = np.arange(n_labels)
+            array[-1] = top_label
         (folder / f"{name}.gz").write_bytes(_idx(array))
 
 

@@ -62,7 +62,7 @@ def test_a_suite_resolves_each_cell_and_method_once(counted, tmp_path, monkeypat
     assert len(counted) == 16 and set(counted.values()) == {1}
     assert '"skipped": 32' in capsys.readouterr().out
     text = (tmp_path / "reports" / "axes3.md").read_text()
-    assert "### Across the axes" in text and "lr_mult=10.0,beta1=0.9,depth_d=2" in text
+    assert "### Stability across the axes" in text and "lr_mult=10.0,beta1=0.9,depth_d=2" in text
 
 
 def test_a_sweep_resolves_its_spec_once(counted, tmp_path):

@@ -121,7 +121,7 @@ def test_axes_give_a_section_across_the_cells(mlflow_tracker, tmp_path):
     assert {r.tags["cell"] for r in runs} == {e.cell.label for e in plan.entries}
     assert {r.tags["axis.depth_d"] for r in runs} == {"3", "2"}
     text = build_report(mlflow_tracker, "t-stab", tmp_path / "r.md").read_text()
-    assert "### Across the axes" in text and "lr_mult=10.0,depth_d=2" in text
+    assert "### Stability across the axes" in text and "lr_mult=10.0,depth_d=2" in text
     assert (tmp_path / "r" / "axes_ring8.png").is_file()
     main_rows = [ln for ln in _table(text, "ring8").splitlines() if ln.startswith("| none")]
     assert main_rows and main_rows[0].split("|")[2].strip() == "2"  # the reference cell only

@@ -2,12 +2,13 @@
 precision/recall between generated images and the held-out split, plus the stacked-data mode
 count.
 
-Feature extractors: `inception-v3-compat` when its weights can be had (a local weights file, or
-torch-fidelity's download cache), otherwise the base data set's CNN classifier registered with
-torch-fidelity. A metric is called `fid` only with Inception; otherwise it carries the
-extractor's name (`fd_digits_cnn`, `kid_digits_cnn`, ...). Generated images are quantised to
-uint8 exactly like the real ones, generated and featurised in batches (never all at once), and
-the real split's features are cached per (data set, split, extractor, sample count).
+Feature extractors: `inception-v3-compat` when its weights can be had (a given file, the file
+`make weights` converts (bench/metrics/inception.py), or torch-fidelity's download cache); the
+base data set's CNN classifier registered with torch-fidelity always. A metric is called `fid`
+only with Inception; the CNN's carry the extractor's name (`fd_digits_cnn`, `kid_digits_cnn`,
+...) and stay as extra columns beside Inception's, since they cost little. Generated images are
+quantised to uint8 exactly like the real ones, generated and featurised in batches (never all at
+once), and the real split's features are cached per (data set, split, extractor, sample count).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.metrics.base import Metric
 from bench.metrics.classifier import load_or_train
+from bench.metrics.inception import weights_file
 from bench.tensors import UnsafeFile, digest, to_uint8, to_unit, weights_only_loading
 
 CACHE_DIR = Path("runs/fidelity-cache")
@@ -84,15 +86,27 @@ def register_cnn(name: str, net: nn.Module, per_channel: bool) -> None:
         register_feature_extractor(name, _extractor_class())
 
 
+def converted_weights() -> Path:
+    """Where `make weights` puts the converted file: beside the other caches, so a test session
+    that moves the caches away (tests/conftest.py) moves this too, and tests use Inception only
+    when they ask for it (it costs about 0.3 s per image on a CPU core)."""
+    return weights_file(cache_root().parent)
+
+
 def inception_weights(explicit: str | None) -> str | None:
-    """A usable Inception weights file: the given one, or torch-fidelity's download cache."""
+    """A usable Inception weights file: the given one, the converted one, or torch-fidelity's
+    download cache; each checked to hold plain tensors before any run."""
     if explicit:
         if not Path(explicit).is_file():
             raise ConfigError(f"inception weights {explicit!r} not found")
         check_weights_file(explicit)
         return explicit
     hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    return str(hub) if hub.is_file() else None
+    for path in (converted_weights(), hub):
+        if path.is_file():
+            check_weights_file(str(path))
+            return str(path)
+    return None
 
 
 def check_weights_file(path: str) -> None:
@@ -192,15 +206,18 @@ def _classifier(data):
 
 
 def evaluate_images(data, sampler, n: int) -> dict[str, float]:
-    extractor, suffix, weights = data.features
-    net, acc, name = _classifier(data)  # features (without Inception) and class labels
-    if extractor != INCEPTION:
-        register_cnn(name, net, per_channel=False)
+    """Inception's metrics when chosen, the CNN's always (extra columns then: they are cheap),
+    the classifier's accuracy and the class histogram of the generated images."""
+    extractor, _, weights = data.features
+    net, acc, name = _classifier(data)  # CNN features and class labels
+    register_cnn(name, net, per_channel=False)
     real = data.real_eval_images()
-    cache = f"{data.name}-test-{extractor}-{len(real)}-{digest(real)}"
-    out = fidelity_metrics(sampler, real, n, extractor, suffix, weights, cache)
-    if extractor != INCEPTION:
-        out["classifier_accuracy"] = acc
+    out = {"classifier_accuracy": acc}
+    for ex in (INCEPTION, name) if extractor == INCEPTION else (name,):
+        cache = f"{data.name}-test-{ex}-{len(real)}-{digest(real)}"
+        suffix = "" if ex == INCEPTION else suffix_for(name)
+        out |= fidelity_metrics(sampler, real, n, ex, suffix, weights if ex == INCEPTION
+                                else None, cache)  # fmt: skip
     batches = (to_uint8(x) for x in sampler.batches(n, batch=2000))
     out |= class_histogram(net, batches, class_frequencies(data.train_y, data.n_classes))
     return out
@@ -301,10 +318,16 @@ def class_declarations() -> list[Metric]:
 
 
 def image_declarations(data_name: str, extractor: str) -> tuple[Metric, ...]:
-    inception = extractor == "inception"
-    suffix = "" if inception else suffix_for(f"{data_name}-cnn")
-    out = [*fidelity_declarations(suffix, inception, evaluate_images), *class_declarations()]
-    return tuple(out if inception else [*out, accuracy_declaration()])
+    """FID, KID (primary), precision and recall in the chosen features; with Inception the
+    CNN's four follow as extra columns (no primary, no sweep objective)."""
+    cnn = suffix_for(f"{data_name}-cnn")
+    if extractor != "inception":
+        out = fidelity_declarations(cnn, False, evaluate_images)
+    else:
+        extra = [replace(m, compute=None, primary=False, pareto=False)
+                 for m in fidelity_declarations(cnn, False, None)]  # fmt: skip
+        out = [*fidelity_declarations("", True, evaluate_images), *extra]
+    return (*out, *class_declarations(), accuracy_declaration())
 
 
 def stacked_declarations(base_name: str) -> tuple[Metric, ...]:

@@ -17,10 +17,10 @@ from bench.methods import BASELINE
 from bench.metrics.base import Metric, read_declarations
 from bench.params import ROLES
 from bench.plots.samples import save_method_samples
-from bench.plots.stability import success_heatmap
 from bench.plots.training import curves, grad_norm_boxes
 from bench.report.context import CONTEXT
 from bench.report.frame import download_samples, metric_history, runs_frame
+from bench.report.stability import REPLICATION, stability_section
 from bench.report.tables import (
     format_method_table,
     format_significance,
@@ -44,14 +44,19 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     sections, banners = [], []
     for dataset in sorted(df.dataset.unique()):
         d = df[df.dataset == dataset]
-        main = d[d.reference_cell] if d.reference_cell.any() else d
+        main = d[d.reference_cell & (_seed_set(d) != REPLICATION)]
         text, banner = _dataset_section(tracker, main, dataset, fig_dir, experiment)
-        sections.append(text + axes_section(d, dataset, fig_dir))
+        study = stability_section(d, dataset, fig_dir, dataset_metrics(d))
+        sections.append(text + (f"\n\n{study}" if study else ""))
         banners += [banner] if banner else []
     parts = [_header(df, experiment, tracker.uri), *banners, _protocol_card(df), *sections]
     parts.append(CONTEXT)
     out.write_text("\n\n".join(parts) + "\n")
     return out
+
+
+def _seed_set(df: pd.DataFrame) -> pd.Series:
+    return df["seed_set"].fillna("main") if "seed_set" in df else pd.Series("main", df.index)
 
 
 def _header(df: pd.DataFrame, experiment: str, uri: str) -> str:
@@ -199,58 +204,6 @@ def _dataset_section(tracker, df, dataset, fig_dir: Path, experiment: str):
         f"### Figures\n\n{images}" + (f"\n\n{tuning}" if tuning else "")
     )  # fmt: skip
     return text, (f"**{dataset}: not converged.** {gate}" if gate else None)
-
-
-def axes_section(df: pd.DataFrame, dataset: str, fig_dir: Path) -> str:
-    """Every cell of the suite's axes, when the runs span several: per method and cell, the
-    success rate (k / n) and the primary metric's median; a heatmap of the success rates."""
-    cells = _cell_order(df)
-    if len(cells) < 2:
-        return ""
-    primary = next(m for m in dataset_metrics(df) if m.primary)
-    table = cell_table(df)
-    labels = label_order(df.label)
-    name = f"axes_{dataset}.png"
-    success_heatmap(fig_dir / name, table, labels, cells)
-    text = pd.DataFrame({"method": labels} | {
-        cell: [_cell_text(table, lbl, cell) for lbl in labels] for cell in cells
-    }).to_markdown(index=False)  # fmt: skip
-    return (
-        f"\n\n### Across the axes\n\nEvery method in every cell of the suite's axes (the first "
-        f"cell is the reference, the table above). Cells: successes k / n over seeds and the "
-        f"median `{primary.name}` (diverged runs count as failures and as the worst value). A "
-        f"stabilizer that helps keeps its success where `{BASELINE}` loses it.\n\n{text}"
-        f"\n\n![{dataset}: success across the axes]({fig_dir.name}/{name})"
-    )
-
-
-def _cell_order(df: pd.DataFrame) -> list[str]:
-    """The reference cell first, then the others in the order their runs started."""
-    first = df.sort_values("start_time").groupby("cell", sort=False).reference_cell.first()
-    return sorted(first.index, key=lambda c: (not first[c], list(first.index).index(c)))
-
-
-def cell_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (label, cell): successes `k`, runs `n`, and the primary metric's median."""
-    declared = dataset_metrics(df)
-    primary = next(m for m in declared if m.primary)
-    success = next((m.name for m in declared if m.success), None)
-    key = f"eval/{primary.name}"
-    values = df[key] if key in df else pd.Series(math.nan, index=df.index)
-    if not math.isnan(primary.worst):
-        values = values.fillna(primary.worst)  # a diverged run is the worst, never dropped
-    ok = df.status != "diverged"
-    if success and f"eval/{success}" in df:
-        ok &= df[f"eval/{success}"].fillna(0) == 1
-    g = df.assign(v=values, ok=ok).groupby(["label", "cell"], sort=False)
-    return pd.DataFrame({"k": g.ok.sum(), "n": g.ok.size(), "median": g.v.median()})
-
-
-def _cell_text(table: pd.DataFrame, label: str, cell: str) -> str:
-    if (label, cell) not in table.index:
-        return ""
-    row = table.loc[(label, cell)]
-    return f"{int(row.k)} / {int(row.n)}, {row['median']:.3g}"
 
 
 def convergence_gate(df: pd.DataFrame, declared: list[Metric], refs: dict | None = None):

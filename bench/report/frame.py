@@ -28,6 +28,7 @@ def runs_frame(tracker, experiment: str) -> pd.DataFrame:
         row["cell"] = tags.get("cell", "reference")
         row["reference_cell"] = tags.get("reference_cell", "true") == "true"
         row |= {k: v for k, v in tags.items() if k.startswith("axis.")}
+        row["seed_set"] = tags.get("seed_set", "main")  # a suite's replication seeds
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

@@ -88,3 +88,23 @@ def ranks(values, direction: str) -> np.ndarray:
     a = np.asarray(values, dtype=float)
     key = np.where(np.isfinite(a), a if direction == "min" else -a, np.inf)
     return stats.rankdata(key, method="average")
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a success rate k / n (good coverage at small n, never
+    outside [0, 1]); (nan, nan) for n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    z = stats.norm.ppf(0.5 + level / 2)
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def fisher_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided Fisher's exact test of k1 / n1 against k2 / n2 successes."""
+    if n1 == 0 or n2 == 0:
+        return math.nan
+    table = [[k1, n1 - k1], [k2, n2 - k2]]
+    return float(stats.fisher_exact(table, alternative="two-sided").pvalue)

@@ -103,3 +103,27 @@ def test_formatted_table_marks_the_best_cell_per_column():
     assert "**8 [7.75, 8]**" in norm_row and "**0.025 [0.0175, 0.0475]**" in norm_row
     val_row = next(line for line in md.splitlines() if line.startswith("| value_clip"))
     assert "(n=2)" in val_row and "50%" in val_row
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (7, 20), (1, 3)])
+def test_wilson_matches_scipy(k, n):
+    ref = __import__("scipy").stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    assert stats.wilson(k, n) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_wilson_by_hand_at_zero_successes():
+    z2 = 1.959963984540054**2  # upper bound at k = 0 is z^2 / (n + z^2)
+    assert stats.wilson(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))
+
+
+def test_fisher_matches_scipy_and_a_hand_computed_table():
+    from math import comb
+
+    import scipy.stats
+
+    assert stats.fisher_p(9, 10, 2, 10) == pytest.approx(
+        scipy.stats.fisher_exact([[9, 1], [2, 8]]).pvalue
+    )
+    # 3/3 against 0/3: the table and its mirror are the only ones as extreme, each C(3,3)C(3,0)
+    # / C(6,3) = 1/20, so p = 0.1.
+    assert stats.fisher_p(3, 3, 0, 3) == pytest.approx(2 * comb(3, 3) * comb(3, 0) / comb(6, 3))
