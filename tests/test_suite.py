@@ -219,18 +219,23 @@ def test_sweeping_suite_tunes_then_retrains_on_reporting_seeds_then_reports(
     )  # fmt: skip
     storage = f"sqlite:///{tmp_path}/optuna.db"
     counts = run_suite(suite, mlflow_tracker, "t-msweep", "cpu", progress=False, storage=storage)
-    assert (counts["total"], counts["finished"]) == (4, 4)
     runs = mlflow_tracker.runs("t-msweep")
-    kinds = [r.tags.get("kind", "run") for r in runs]
-    assert (kinds.count("study"), kinds.count("trial"), kinds.count("run")) == (1, 2, 4)
     (study,) = [r for r in runs if r.tags.get("kind") == "study"]
     chosen = study.tags["best.max_norm"]
-    reported = [r for r in runs if r.tags.get("method") == "norm_clip"
-                and r.tags.get("kind", "run") == "run"]  # fmt: skip
-    assert {r.params["method.norm_clip.max_norm"] for r in reported} == {chosen}
-    assert {r.tags["seed"] for r in reported} == {"0", "1"}  # reporting seeds only
+    tuned = float(chosen) != 1.0  # a sweep that chose the default adds no row
+    n = 4 + 2 * tuned
+    assert (counts["total"], counts["finished"]) == (n, n)
+    kinds = [r.tags.get("kind", "run") for r in runs]
+    assert (kinds.count("study"), kinds.count("trial"), kinds.count("run")) == (1, 2, n)
+    rows = {}
+    for r in runs:
+        if r.tags.get("method") == "norm_clip" and r.tags.get("kind", "run") == "run":
+            rows.setdefault(r.tags["label"], set()).add((r.params["method.norm_clip.max_norm"],
+                                                         r.tags["seed"]))  # fmt: skip
+    assert rows.pop("norm_clip") == {("1.0", "0"), ("1.0", "1")}  # the default stays a row
+    assert rows == ({"norm_clip (tuned)": {(chosen, "0"), (chosen, "1")}} if tuned else {})
     again = run_suite(suite, mlflow_tracker, "t-msweep", "cpu", progress=False, storage=storage)
-    assert again["finished"] == 0 and len(mlflow_tracker.runs("t-msweep")) == 7
+    assert again["finished"] == 0 and len(mlflow_tracker.runs("t-msweep")) == 3 + n
     text = build_report(mlflow_tracker, "t-msweep", tmp_path / "m.md").read_text()
     assert "### Tuning" in text and "max_norm log[0.01, 100.0]" in text
     assert (tmp_path / "m" / "budget_ring8.png").exists()

@@ -6,15 +6,19 @@ noise sample) and D is linear, D(x) = psi x, without a bias (model kind `dirac`)
 equilibrium is (theta, psi) = (0, 0). The paper proves that the Jacobian of unregularised
 training has the purely imaginary eigenvalues +-f'(0) i there, so gradient descent does not
 converge linearly (simultaneous updates spiral out, alternating ones circle), and that R1
-makes it converge locally. Training uses plain gradient descent (`gd`), the paper's setting;
-the step size (`lr_mult`) is the stress axis.
+makes it converge locally, and linearly (exponentially fast). With the non-saturating loss (the
+default) the nonlinear terms shrink the unregularised circle, but only sublinearly (its radius
+like 1 / sqrt(t), measured here: 0.27 after 1,000 steps of 0.1, 0.05 after 1,000 of 1.0), so it
+never gets near the tolerance below in any practical run. Training uses plain gradient descent
+(`gd`), the paper's setting; the step size (`lr_mult`) is the stress axis.
 
 Metrics see the generator's samples only, not D: `distance` is the Wasserstein-1 distance of
 the samples to the point mass, the mean |x| (|theta| for the Dirac generator), and `converged`
 asks that it be below TOLERANCE at the end. A tight tolerance is what makes a G-only criterion
-sound here: a run still circling with radius r passes through it with a probability of only
-about (2 / pi) arcsin(TOLERANCE / r) at a random final step (0.06 % for r = 1), while training
-that converges linearly gets there in a few hundred steps.
+sound here: training that converges linearly gets far below it within a few hundred steps,
+while a run still circling with radius r ends inside it only when its last step happens to
+cross theta = 0, with a probability of about (2 / pi) arcsin(TOLERANCE / r) (0.1 % for r =
+0.05, the smallest radius the unregularised runs keep here).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bench.datasets.base import Dataset, dataset_registry
 from bench.metrics.base import Metric
 from bench.rng import Streams
 
-TOLERANCE = 1e-3  # success: the generator within this distance of the data at the end
+TOLERANCE = 1e-4  # success: the generator within this distance of the data at the end
 CAP = 10.0  # distances are capped here (10x the starting one): beyond it, every run failed alike
 
 
@@ -68,11 +72,13 @@ class Dirac(Dataset):
 
     @classmethod
     def train_defaults(cls) -> dict:
-        # Plain gradient descent at step 0.1 for both players: R1 (gamma 1 to 10) converges
-        # well inside the run at this step, while alternating unregularised updates keep
-        # circling; batch and evaluation sizes are nominal (every sample is the same point).
-        return {"optimizer": "gd", "lr_g": 0.1, "lr_d": 0.1, "steps": 3000, "batch_size": 4,
-                "eval_every": 500, "eval_samples": 10, "log_every": 100,
+        # Plain gradient descent at step 0.1 for both players, 1,000 steps: R1 at gamma 0.3 to
+        # 1 reaches the tolerance within a few hundred steps, while the unregularised run is
+        # still circling at a radius near 0.3 (its non-saturating loss shrinks the circle only
+        # sublinearly, like 1 / sqrt(t)). Every sample is the same point, so a batch of one is
+        # the paper's exact gradient and ten evaluation samples are plenty.
+        return {"optimizer": "gd", "lr_g": 0.1, "lr_d": 0.1, "steps": 1000, "batch_size": 1,
+                "eval_every": 100, "eval_samples": 10, "log_every": 100,
                 "layer_stats_every": 500}  # fmt: skip
 
     @classmethod
@@ -89,4 +95,3 @@ class Dirac(Dataset):
     def references(cls, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
         """The data itself (distance 0, converged): the row every run is measured against."""
         return {"data": torch.zeros(n, cls.data_dim, dtype=torch.float64)}
-

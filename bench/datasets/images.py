@@ -1,6 +1,7 @@
 """Image data: the base every image data set shares, scikit-learn's 8x8 `digits`, and the
-1,000-mode `stacked-<base>` built from any grayscale 10-class base (PROTOCOLS.md: three
-independent random images as the RGB channels). File-based sets are in files.py and folder.py.
+1,000-mode `stacked-<base>` built from any grayscale 10-class base (VEEGAN's and PacGAN's
+protocol: three independent random images as the RGB channels). File-based sets are in
+files.py and folder.py.
 
 Images are kept as uint8 [N, C, H, W] tensors, exactly what generated images are quantised to
 before any metric; training batches are mapped to [-1, 1] (G ends in tanh). Missing files are a

@@ -213,19 +213,20 @@ def torchscript_input(x):
     return (x - 128) / 128
 
 
-def max_difference(weights: Path, original: Path, images, batch: int = 16) -> float:
-    """Max abs difference of the 2048-d pool features of uint8 `images` [N, 3, H, W] between
-    the converted torch-fidelity extractor and the original TorchScript module."""
+def max_difference(weights: Path, original: Path, image_sets, batch: int = 16) -> float:
+    """Max abs difference of the 2048-d pool features between the converted torch-fidelity
+    extractor and the original TorchScript module, over uint8 image sets [N, 3, H, W] (each
+    set one size)."""
     import torch
 
     ours, theirs = extractor(weights), load_torchscript(original)
     worst = 0.0
     with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = images[i : i + batch]
-            a = ours(x)[0]
-            b = theirs(torchscript_input(x))
-            worst = max(worst, float((a - b).abs().max()))
+        for images in image_sets:
+            for i in range(0, len(images), batch):
+                x = images[i : i + batch]
+                a, b = ours(x)[0], theirs(torchscript_input(x))
+                worst = max(worst, float((a - b).abs().max()))
     return worst
 
 
@@ -268,7 +269,7 @@ def convert(original: Path, dest: Path) -> Path:
     tmp = dest.with_suffix(".part")
     torch.save(state, tmp)
     try:
-        diff = max_difference(tmp, original, check_images())
+        diff = max_difference(tmp, original, [check_images()])
         if not diff <= TOLERANCE:
             raise WeightsError(f"converted features differ from the original by {diff:.3g}")
     except BaseException:

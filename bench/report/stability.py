@@ -109,9 +109,10 @@ def numeric_axes(df: pd.DataFrame) -> dict[str, dict[str, float]]:
         others = [c for c in cols if c != col]
         ladder = cells[col]
         if others and ref is not None:
-            ladder = ladder[(cells[others] == ref[others]).all(axis=1)]
+            same = cells[others].fillna("") == ref[others].fillna("")  # unnamed: the suite's
+            ladder = ladder[same.all(axis=1)]
         try:
-            values = {cell: float(v) for cell, v in ladder.items()}
+            values = {cell: float(v) for cell, v in ladder.dropna().items()}
         except (TypeError, ValueError):
             continue  # a categorical axis (optimizer, loss)
         if len(set(values.values())) >= 3:

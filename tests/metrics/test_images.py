@@ -1,5 +1,6 @@
 """Image metrics: torch-fidelity parity, Inception path offline, stacked mode count, the CNN."""
 
+import copy
 import math
 from unittest import mock
 
@@ -94,14 +95,21 @@ def test_reference_features_are_cached_per_split_extractor_and_count(digits):
     assert sum(len(b) for b in Recorder.seen) == 100  # the second call featurised only fakes
 
 
-def test_inception_path_runs_offline_with_a_stand_in_weights_file(tmp_path, digits):
+@pytest.fixture(scope="module")
+def stand_in_weights(tmp_path_factory):
+    """A file in the real weights' format (torch-fidelity's state dict), random values."""
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
     with mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda *a: None), \
             mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None):  # fmt: skip
         stand_in = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    path = tmp_path / images.INCEPTION_FILE
-    torch.save(stand_in.state_dict(), path)  # the real file's format, random values
+    path = tmp_path_factory.mktemp("stand-in") / images.INCEPTION_FILE
+    torch.save(stand_in.state_dict(), path)
+    return path
+
+
+def test_inception_path_runs_offline_with_a_stand_in_weights_file(stand_in_weights, digits):
+    path = stand_in_weights
     name, suffix, weights = images.choose_extractor("digits-cnn", "auto", str(path))
     assert (name, suffix, weights) == ("inception-v3-compat", "", str(path))
     sampler = Sampler(_generator(), 16, torch.device("cpu"), seed=1)
@@ -109,6 +117,19 @@ def test_inception_path_runs_offline_with_a_stand_in_weights_file(tmp_path, digi
     assert set(out) == {"fid", "kid", "precision", "recall"} and math.isfinite(out["fid"])
     cnn = images.choose_extractor("digits-cnn", "auto", None)
     assert cnn[:2] == ("digits-cnn", "_digits_cnn")  # no weights: never called FID
+
+
+def test_with_inception_the_cnn_metrics_stay_as_extra_columns(stand_in_weights, digits):
+    data = copy.copy(digits)  # 12 held-out images: Inception costs ~0.3 s per image on a core
+    data.features = images.choose_extractor("digits-cnn", "auto", str(stand_in_weights))
+    data.real_eval_images = lambda: digits.test_x[:12]
+    sampler = Sampler(_generator(), 16, torch.device("cpu"), seed=1)
+    out = images.evaluate_images(data, sampler, 12)
+    declared = images.image_declarations("digits", "inception")
+    assert set(out) == {m.name for m in declared}
+    assert {"fid", "kid", "fd_digits_cnn", "kid_digits_cnn", "classifier_accuracy"} <= set(out)
+    assert [m.name for m in declared if m.primary] == ["kid"]
+    assert out["fid"] != out["fd_digits_cnn"] and all(math.isfinite(v) for v in out.values())
 
 
 def test_stacked_mode_count_real_data_and_collapsed_generator():
