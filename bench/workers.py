@@ -49,6 +49,13 @@ def worker_init() -> None:
     if parent is not None and os.getppid() != parent.pid:
         os._exit(1)  # the parent died while we started (before the call above could take)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us
+
+
+def stop_on_sigterm() -> None:
+    """In a worker: SIGTERM ends the work as `Stopped` (its run KILLED, its trial FAIL, its
+    locks released). Only for workers that share no lock with others (sweep workers, a
+    `WorkerPool`'s): in a multiprocessing.Pool, a worker that unwinds on SIGTERM can leave a
+    queue lock that its sibling then waits on forever, and Pool.terminate waits for both."""
     signal.signal(signal.SIGTERM, _stop)
 
 
@@ -243,6 +250,7 @@ class WorkerPool:
 def _serve(conn) -> None:
     """A pool worker: run tasks until told to stop (None) or the parent is gone."""
     worker_init()
+    stop_on_sigterm()
     while True:
         try:
             task = conn.recv()

