@@ -178,31 +178,36 @@ def test_suite_file_errors_name_the_bad_value(tmp_path):
 
 @pytest.mark.data_files
 def test_presets_are_valid_protocols():
-    """10 reporting seeds, tuning at the reporting length with 8+ trials on 2+ tuning seeds that
-    are not reporting seeds; `full` covers every method on both mixtures over a learning-rate
-    axis, `standard` over one on ring8. Presets with file data need the files (else: skip)."""
+    """10 reporting seeds; tuning (standard, full) at the reporting length with 8+ trials on 2+
+    tuning seeds that are not reporting seeds; `quick` and `standard` are stability studies on
+    ring8 whose reference cell is x1; `full` covers every method on both mixtures over a
+    learning-rate axis. Presets with file data need the files (else: skip)."""
     from bench.methods import method_registry
 
     missing = []
     for name in ("quick", "standard", "full"):
         suite = PRESETS[name]
-        assert len(suite.seeds) >= 10 and suite.sweep["trials"] >= 8
-        assert len(suite.sweep["tuning_seeds"]) >= 2 and "train" not in suite.sweep
-        assert not set(suite.sweep["tuning_seeds"]) & set(suite.seeds)
+        assert len(suite.seeds) >= 10
         try:
             plan = suite.plan("cpu")
         except ConfigError as e:  # files of an image data set not on this machine
             assert "not found under" in str(e), e
             missing.append(str(e))
             continue
+        assert len({e.cell.label for e in plan.entries}) >= 3  # stress cells beside x1
+        if name == "quick":
+            assert suite.sweep is None  # published defaults only
+            continue
+        assert suite.sweep["trials"] >= 8 and len(suite.sweep["tuning_seeds"]) >= 2
+        assert "train" not in suite.sweep
+        assert not set(suite.sweep["tuning_seeds"]) & set(suite.seeds + suite.replication_seeds)
         for c in suite.sweep_configs(plan):  # the sweep trains exactly as the report does
             assert c.resolved.train == plan.reference(c.dataset, c.method).config.train
     full = PRESETS["full"]
     assert {m for m, _ in full.methods} == set(method_registry.names())
     assert {"ring8", "grid25"} <= set(full.datasets) and len(full.axes["lr_mult"]) >= 3
-    assert PRESETS["standard"].datasets == ("ring8",)
-    assert len(PRESETS["standard"].axes["lr_mult"]) >= 2
-    assert PRESETS["quick"].datasets == ("grid25",)
+    assert PRESETS["quick"].datasets == PRESETS["standard"].datasets == ("ring8",)
+    assert len(PRESETS["standard"].replication_seeds) == 10
     if missing:
         pytest.skip(f"checked without their data: {missing[0]}")
 
