@@ -459,13 +459,18 @@ def _finite(obj: Any) -> Any:
 
 
 def _interrupt(signum, frame):  # SIGTERM ends work like Ctrl-C: the current run is marked KILLED
-    raise KeyboardInterrupt
+    from bench.workers import deferred
+
+    if not deferred(signum, frame):  # never inside a store's call: it would keep its lock
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+            signal.signal(signal.SIGINT, _interrupt)
     try:
         if getattr(args, "experiment", None) is not None:
             check_name("experiment", args.experiment)

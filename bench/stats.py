@@ -40,7 +40,9 @@ class DeviceStats:
         if not keys:
             return [{} for _ in range(self.runs)], [None] * self.runs
         stacked = {k: self.series(k) for k in keys}
-        means = torch.stack([stacked[k].mean(0) for k in keys]).T.tolist()  # the one sync
+        # In float64: finite float32 values whose float32 mean overflows (a member blowing up
+        # but not yet infinite) must not read as non-finite without a non-finite value.
+        means = torch.stack([stacked[k].double().mean(0) for k in keys]).T.tolist()  # one sync
         out = [dict(zip(keys, run, strict=True)) for run in means]
         bad: list[int | None] = [None] * self.runs
         for run in range(self.runs):

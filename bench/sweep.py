@@ -468,12 +468,14 @@ def work(cfg: SweepConfig, storage_url: str, tracking_uri: str | None, experimen
 
 def _worker(*args) -> None:
     """A worker process: one line on stderr and an exit code instead of a traceback."""
-    from bench.workers import stop_on_sigterm, worker_init
+    from bench.workers import Stopped, exit_now, stop_on_sigterm, worker_init
 
     worker_init()
     stop_on_sigterm()  # the parent stops its workers on Ctrl-C and SIGTERM
     try:
         work(*args)
+    except Stopped as e:  # its trial is failed and its run KILLED by now
+        exit_now(int(e.code))
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as e:

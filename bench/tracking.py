@@ -382,8 +382,8 @@ class MlflowTracker:
         if journal is not None:
             journal.header["run_id"] = run_id
         handle = MlflowRun(self.client, run_id, journal)
-        handle.log_params(params)
-        try:
+        try:  # from the run's creation on: a stop while its params are sent ends it too
+            handle.log_params(params)
             yield handle
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM, a worker told to stop
             handle.terminate("KILLED")

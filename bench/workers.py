@@ -60,8 +60,42 @@ def stop_on_sigterm() -> None:
 
 
 def _stop(signum: int, frame: Any) -> None:
+    if deferred(signum, frame):
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: its cleanup runs to the end
     raise Stopped(128 + signum)
+
+
+# Code an interrupt must not land in: an exception raised inside a store's call can leave its
+# connection holding the store's lock, and the run's own KILLED record then waits on that
+# lock (20 s with MLflow's SQLite store), past the grace its worker has to exit.
+DATABASE_CODE = ("/sqlalchemy/", "/sqlite3/", "/mlflow/store/", "/optuna/storages/")
+
+
+def deferred(signum: int, frame: Any) -> bool:
+    """In a signal handler: when the interrupted code is a database call, deliver the signal
+    again 50 ms later instead (and say so), so that the interrupt lands between calls."""
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in DATABASE_CODE):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return True
+        frame = frame.f_back
+    return False
+
+
+def exit_now(code: int) -> None:
+    """End a stopped worker once its run and trial are recorded as ended: the exit handlers
+    run (multiprocessing releases the worker's semaphores, so none is reported leaked), the
+    interpreter's teardown does not (a worker stopped mid-training sat there for seconds,
+    garbage-collecting torch's state, past its grace)."""
+    import atexit
+    import sys
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager
@@ -251,6 +285,13 @@ def _serve(conn) -> None:
     """A pool worker: run tasks until told to stop (None) or the parent is gone."""
     worker_init()
     stop_on_sigterm()
+    try:
+        _serve_tasks(conn)
+    except Stopped as e:
+        exit_now(int(e.code))
+
+
+def _serve_tasks(conn) -> None:
     while True:
         try:
             task = conn.recv()

@@ -20,7 +20,7 @@ def test_flatten_round_trips_through_from_flat():
     [
         (
             {"dataset": "ring9"},
-            "unknown dataset 'ring9'; choose one of: cifar10, digits, fashion-mnist, grid25",
+            "unknown dataset 'ring9'; choose one of: cifar10, digits, dirac, fashion-mnist, grid25",
         ),
         ({"methods": [("clipper", {})]}, "unknown method 'clipper'"),
         ({"methods": [("value_clip", {"clip_value": "-1"})]}, "clip_value=-1.0 is not allowed"),

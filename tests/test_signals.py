@@ -202,3 +202,55 @@ def _assert_runs_ended(folder: Path) -> None:
             if r.tags.get("kind") == "trial"]  # fmt: skip
     assert runs and not [r for r in runs if r.status == "RUNNING"], [r.status for r in runs]
     assert "KILLED" in {r.status for r in runs}
+
+
+# ---- suites with jobs -----------------------------------------------------------------------
+
+SUITE = """
+name = "sigsuite"
+datasets = ["ring8"]
+seeds = [0, 1, 2, 3]
+methods = ["none", "norm_clip"]
+[train]
+steps = 300
+batch_size = 32
+eval_every = 100
+log_every = 100
+eval_samples = 200
+[model]
+hidden = 16
+"""
+
+
+def _runs(db: Path) -> list[str]:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
+            return [s for (s,) in c.execute("SELECT status FROM runs").fetchall()]
+    except sqlite3.OperationalError:
+        return []
+
+
+@pytest.mark.xfail(reason="needs bench/suite.py's _parallel on bench.workers.worker_pool")
+def test_a_signalled_suite_stops_its_jobs_and_resumes_exactly(tmp_path):
+    (tmp_path / "s.toml").write_text(SUITE)
+    cmd = [sys.executable, "-m", "bench", "suite", "--suite", "s.toml", "--jobs", "2",
+           "--population", "1", "--no-report", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    db, deadline = tmp_path / "runs" / "mlflow.db", time.monotonic() + 240
+    while not ("FINISHED" in _runs(db) and "RUNNING" in _runs(db)):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.2)
+    tree = _descendants(proc.pid)
+    _out, err = _gone_within_limit(proc, tree, _signal(proc, "SIGTERM"))
+    assert proc.returncode == 130
+    _stderr_is_one_line(err)  # no "leaked semaphore" warning
+    assert "RUNNING" not in _runs(db) and "KILLED" in _runs(db)
+    again = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    from bench.tracking import MlflowTracker
+
+    done = [r for r in MlflowTracker(f"sqlite:///{db}").runs("sigsuite", finished_only=True)]
+    keys = [(r.tags["config_hash"], r.tags["seed"]) for r in done]
+    assert len(keys) == len(set(keys)) == 8  # every (config, seed) once

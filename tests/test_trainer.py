@@ -255,3 +255,15 @@ def test_weight_clip_recipe_runs_the_wgan_critic_schedule(monkeypatch):
     execute(cfg)
     assert len(calls) == 25 * 100 + 5 * 5
     assert tiny_config([("weight_clip", {"use_recipe": False})]).train.critic_schedule == "fixed"
+
+
+def test_statistics_whose_float32_mean_overflows_are_not_read_as_non_finite():
+    """A member blowing up with finite float32 values larger than float32's max / n: their
+    mean in float32 is inf, but no value is non-finite (this crashed the flush)."""
+    from bench.stats import DeviceStats
+
+    s = DeviceStats(2)
+    for step in range(4):
+        s.add("loss/discriminator", torch.tensor([3e38, 1.0]), step)
+    (first, second), bad = s.flush(watch=("loss/",))
+    assert bad == [None, None] and first["loss/discriminator"] == pytest.approx(3e38, rel=1e-6)

@@ -13,7 +13,12 @@ from bench.plots import plt
 
 
 def scatter_samples(ax, samples: np.ndarray, means: np.ndarray | None, title: str = "") -> None:
-    """Generated 2-D samples, with the true mixture means marked."""
+    """Generated 2-D samples, with the true mixture means marked (1-D samples, as the
+    Dirac-GAN's, on a line at y = 0)."""
+    if samples.ndim == 2 and samples.shape[1] == 1:
+        samples = np.concatenate([samples, np.zeros_like(samples)], axis=1)
+    if means is not None and means.ndim == 2 and means.shape[1] == 1:
+        means = np.concatenate([means, np.zeros_like(means)], axis=1)
     finite = samples[np.isfinite(samples).all(axis=1)]
     ax.scatter(finite[:, 0], finite[:, 1], s=2, alpha=0.4, color="tab:blue", linewidths=0)
     if means is not None:

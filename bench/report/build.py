@@ -119,6 +119,8 @@ def _model_text(df: pd.DataFrame) -> str:
         name = "MLP" if kind == "mlp" else "PacGAN MLP (batch-norm G, maxout D of 5 pieces)"
         depths = f"{_values(df, 'model.depth_g')} / D {_values(df, 'model.depth_d')}"
         return f"{name}: hidden {_values(df, 'model.hidden')}, depth G {depths}, {common}"
+    if kind == "dirac":
+        return "Dirac-GAN: G a single point theta, D(x) = psi * x (Mescheder et al. 2018)"
     size = _values(df, "model.image_size")
     return (f"{kind.upper()}: {size}x{size} px, {_values(df, 'model.channels')} channels, base "
             f"width {_values(df, 'model.hidden')}, {common}")  # fmt: skip
