@@ -349,7 +349,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report_path(out: str | None, experiment: str) -> Path:
     """The report's path, checked writable (a file, not a directory) before any work starts."""
-    from bench.tracking import check_output_file
+    from bench.system import check_output_file
 
     path = Path(out) if out else Path("reports") / f"{experiment}.md"
     if path.suffix != ".md" and not path.is_dir():

@@ -106,7 +106,7 @@ def check_journal(path: Path, records: list) -> tuple[dict[str, Any], list[dict[
     whose experiment is a safe name (it becomes an artifact folder: `../..` would write
     outside the store), whose store is a supported URI and whose artifacts hold no links (a
     link would send a file from elsewhere on this machine); one line naming the problem."""
-    from bench.tracking import check_uri_form
+    from bench.system import check_uri_form
 
     def bad(what: str) -> ConfigError:
         return ConfigError(f"offline journal {str(path)!r}: {what}; fix or remove that "

@@ -24,7 +24,7 @@ from bench.params import ROLES
 from bench.plots.samples import save_run_samples
 from bench.plots.training import save_grad_norms
 from bench.run import execute_population
-from bench.tracking import artifact_folder, write_json
+from bench.system import artifact_folder, write_json
 from bench.trainer import RunResult
 from bench.workers import thread_params
 

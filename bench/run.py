@@ -29,7 +29,7 @@ from bench.members import Member, Population
 from bench.methods import BASELINE, Method, method_registry
 from bench.models import ARCHITECTURES, build_models
 from bench.optim import role_rate
-from bench.params import FLOAT32_MAX, from_texts, member_fields, typed_config, typed_values
+from bench.params import check_float32, from_texts, member_fields, typed_config, typed_values
 from bench.resources import check_memory
 from bench.trainer import RunResult, Trainer
 
@@ -257,12 +257,7 @@ def from_flat(flat: dict[str, str]) -> RunConfig:
 def check_rates(train: TrainConfig) -> None:
     """The learning rates the optimizers get (rates x multiplier) are finite in float32."""
     for role in ROLES:
-        rate = role_rate(train, role)
-        if not 0 < rate <= FLOAT32_MAX:
-            raise ConfigError(
-                f"train: the {role}'s learning rate {rate!r} (rate x multiplier) is not allowed; "
-                f"allowed: > 0 and at most {FLOAT32_MAX:.3g} (float32)"
-            )
+        check_float32(role_rate(train, role), f"{role} learning rate (rate x multiplier)", "train")
 
 
 def with_params(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:

@@ -40,7 +40,7 @@ from bench.params import cli_fields, to_text
 from bench.plan import RECIPE_POLICIES, Cell, Entry, Plan, build_plan, check_populations, make_cells
 from bench.record import config_hash, run_tracked_population
 from bench.sweep import SweepConfig, default_storage, run_sweep
-from bench.workers import choose_population, worker_init
+from bench.workers import choose_population
 
 
 def all_methods() -> tuple[tuple[str, dict], ...]:
@@ -429,9 +429,15 @@ def run_suite(suite: Suite | Prepared, tracker, experiment: str, device: str = "
     tuned = run_sweeps(p, tracker, experiment, storage, progress)
     entries = p.plan.with_tuned(tuned).entries
     done = tracker.done_keys(experiment)
-    todo = [e for e in entries if (config_hash(e.config), e.config.seed) not in done]
+    busy = tracker.busy_keys(experiment) - done  # live runs of another invocation: theirs
+    todo = [e for e in entries if (key := (config_hash(e.config), e.config.seed)) not in done
+            and key not in busy]  # fmt: skip
     counts = {"total": len(entries), "skipped": len(entries) - len(todo), "finished": 0,
-              "diverged": 0}  # fmt: skip
+              "diverged": 0, "in_progress": len(busy)}  # fmt: skip
+    if busy:
+        print(f"suite {p.suite.name}: {len(busy)} runs are being trained by another live "
+              "process; left to it (run the suite again once it ends to see them done)",
+              file=sys.stderr)  # fmt: skip
     t0 = time.perf_counter()
     _train_all(p, todo, tracker, experiment, counts, progress)
     counts["wall_time_s"] = time.perf_counter() - t0
@@ -476,12 +482,10 @@ def _parallel(chunks, uri: str, experiment: str, suite: str, jobs: int):
     torch thread each (on a 2-core machine two single-threaded runs beat one two-threaded run
     by far; see docs/performance.md). Each worker records its runs in the same store; it dies
     with the parent."""
-    import multiprocessing as mp
+    from bench.workers import worker_pool
 
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs, initializer=worker_init) as pool:
-        args = [(chunk, uri, experiment, suite) for chunk in chunks]
-        yield from pool.imap(_pool_run, args, chunksize=1)
+    with worker_pool(jobs) as pool:
+        yield from pool.imap(_pool_run, [(chunk, uri, experiment, suite) for chunk in chunks])
 
 
 _TRACKERS: dict[str, Any] = {}

@@ -35,7 +35,7 @@ from bench.metrics.base import Metric
 from bench.resources import fitting_population
 from bench.run import execute_population, resolve, with_params
 from bench.sweep_artifacts import log_study_artifacts, study_tags
-from bench.tracking import owner_alive, sqlite_file
+from bench.system import owner_alive, sqlite_file
 
 DONE_STATES = ("COMPLETE", "PRUNED")
 PRUNERS = ("median", "halving", "none")
@@ -375,7 +375,11 @@ def run_trials(cfg: SweepConfig, study, storage, objective, heartbeat: int, k: i
         asked, over = [], False
         try:
             for _ in range(min(k, cfg.trials - counted)):
-                trial = study.ask()
+                # Optuna takes a queued trial by read-then-write, which SQLite does not lock
+                # (FOR UPDATE is PostgreSQL's): two local workers both took the queued
+                # defaults, trained them twice, and the second failed telling it.
+                with _study_lock(storage):
+                    trial = study.ask()
                 asked.append(trial)
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
                 earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]

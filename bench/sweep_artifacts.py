@@ -7,7 +7,7 @@ import json
 
 from bench.methods import method_registry, search_space
 from bench.plots.tuning import study_plots
-from bench.tracking import artifact_folder
+from bench.system import artifact_folder
 
 
 def study_tags(cfg) -> dict[str, str]:

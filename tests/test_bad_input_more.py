@@ -144,7 +144,6 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(
     assert _listing(inputs) == before  # nor a lock file beside the input it refused
 
 
-@pytest.mark.xfail(reason="needs bench/run.py resolve to call the checks (see NEEDS_RESOLVE)")
 @pytest.mark.parametrize("args,expected", NEEDS_RESOLVE, ids=["lr product underflow"])
 def test_values_checked_where_they_are_derived(args, expected, inputs, tmp_path, monkeypatch,
                                                capsys):  # fmt: skip

@@ -1,13 +1,16 @@
 """A run is replaced only when the process that owned it is gone (the rule `reconcile` uses):
 two invocations on overlapping configs never delete each other's live runs."""
 
+import pickle
 import subprocess
 import sys
 import time
 
 import pytest
 
-from bench.tracking import RunInProgress, owner_alive, worker_id
+from bench.errors import ConfigError
+from bench.system import owner_alive, worker_id
+from bench.tracking import RunInProgress
 
 KEY = {"config_hash": "abc123", "seed": "7"}
 
@@ -51,10 +54,12 @@ def _ids(tracker, experiment):
 
 def test_a_running_run_whose_owner_is_alive_is_left_to_it(mlflow_tracker, sleeper):
     live = _run(mlflow_tracker, "live", f"{_host()}:{sleeper.pid}")
-    with pytest.raises(RunInProgress, match=f"recorded by process {_host()}:{sleeper.pid}"):
+    with pytest.raises(RunInProgress, match=f"recorded by process {_host()}:{sleeper.pid}") as e:
         _start(mlflow_tracker, "live")
     assert _ids(mlflow_tracker, "live") == {live}  # nothing deleted, nothing created
     assert mlflow_tracker.busy_keys("live") == {("abc123", 7)}
+    again = pickle.loads(pickle.dumps(e.value))  # raised in a pool worker, again in its parent
+    assert isinstance(again, ConfigError) and str(again) == str(e.value)
 
 
 def test_another_machine_s_running_run_is_left_to_its_owner(mlflow_tracker):

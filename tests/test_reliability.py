@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from bench.sweep import SweepConfig, done_count, make_storage, open_study, run_sweep
-from bench.tracking import worker_id
+from bench.system import worker_id
 
 ROOT = Path(__file__).parents[1]
 ENV = os.environ | {"PYTHONPATH": str(ROOT)}

@@ -80,7 +80,7 @@ class FileData(ImageData):
                 root = DATA_DIR / cls.name
         if cls.missing(root) is None:
             return root
-        from bench.tracking import writable_dir
+        from bench.system import writable_dir
 
         if not writable_dir(root):
             raise ConfigError(f"fetch {cls.name}: {str(root)!r} is not writable")
