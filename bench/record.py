@@ -25,6 +25,7 @@ from bench.plots.samples import save_run_samples
 from bench.plots.training import save_grad_norms
 from bench.run import execute_population
 from bench.system import artifact_folder, write_json
+from bench.tracking import RunInProgress
 from bench.trainer import RunResult
 from bench.workers import thread_params
 
@@ -127,36 +128,53 @@ def run_tracked(
 def run_tracked_population(
     cfgs: list[RunConfig], tracker, experiment: str, *, suite: str = "",
     labels: list[str | None] | None = None, tags: list[dict] | None = None,
-    progress: bool = False,
+    progress: bool = False, leave_busy: bool = False,
 ) -> list[RunResult]:  # fmt: skip
     """Train `cfgs` as one population (bench.run.execute_population), each member recorded as
     its own run, as an ordinary run would be, plus a `population` tag (`<id>/<K>`) when K > 1.
     Members start together and each ends with its own status. `tags[i]`: member i's extra
-    tags (its cell and axis coordinates, from the plan)."""
+    tags (its cell and axis coordinates, from the plan). `leave_busy`: a member whose (config,
+    seed) another live process is recording is left to it (status `skipped`), not an error."""
     labels = labels or [None] * len(cfgs)
     extra = tags or [{}] * len(cfgs)
     population = f"{uuid.uuid4().hex[:8]}/{len(cfgs)}" if len(cfgs) > 1 else None
+    results = [RunResult("skipped", 0, None, {}) for _ in cfgs]
     with contextlib.ExitStack() as stack:
-        runs = []
-        for cfg, label, more in zip(cfgs, labels, extra, strict=True):
+        started = []
+        for i, (cfg, label, more) in enumerate(zip(cfgs, labels, extra, strict=True)):
             mine = run_tags(cfg, suite, label) | more
             mine |= {"population": population} if population else {}
             cell = f"/{more['cell']}" if more.get("cell", "reference") != "reference" else ""
             name = f"{cfg.dataset}{cell}/{mine['label']}/seed{cfg.seed}"
-            runs.append(stack.enter_context(tracker.start_run(experiment, name, mine,
-                                                              run_params(cfg))))  # fmt: skip
-
-        def on_data(data) -> None:
-            for run, cfg in zip(runs, cfgs, strict=True):
-                run.log_params(data_params(data) | thread_params())
-                run.log_dataset(cfg.dataset, data.describe())
-
-        results = execute_population(cfgs, [r.log_metrics for r in runs], progress, on_data)
-        for run, cfg, result in zip(runs, cfgs, results, strict=True):
-            if result.error is not None:
-                raise result.error  # the tracker's own failure: every member ends FAILED
-            _record_end(run, cfg, result)
+            try:
+                run = stack.enter_context(tracker.start_run(experiment, name, mine,
+                                                            run_params(cfg)))  # fmt: skip
+            except RunInProgress:
+                if not leave_busy:
+                    raise
+                continue
+            started.append((i, run))
+        if started:
+            _train_started(cfgs, started, results, progress)
     return results
+
+
+def _train_started(cfgs, started, results: list, progress: bool) -> None:
+    """Train the members that started (index, run) as one population; fill `results`."""
+    mine = [cfgs[i] for i, _ in started]
+    runs = [run for _, run in started]
+
+    def on_data(data) -> None:
+        for run, cfg in zip(runs, mine, strict=True):
+            run.log_params(data_params(data) | thread_params())
+            run.log_dataset(cfg.dataset, data.describe())
+
+    trained = execute_population(mine, [r.log_metrics for r in runs], progress, on_data)
+    for (i, run), cfg, result in zip(started, mine, trained, strict=True):
+        if result.error is not None:
+            raise result.error  # the tracker's own failure: every member ends FAILED
+        _record_end(run, cfg, result)
+        results[i] = result
 
 
 def _record_end(run, cfg: RunConfig, result: RunResult) -> None:

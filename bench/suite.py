@@ -434,6 +434,7 @@ def run_suite(suite: Suite | Prepared, tracker, experiment: str, device: str = "
             and key not in busy]  # fmt: skip
     counts = {"total": len(entries), "skipped": len(entries) - len(todo), "finished": 0,
               "diverged": 0, "in_progress": len(busy)}  # fmt: skip
+    # `skipped` also counts runs another live invocation took while this one ran
     if busy:
         print(f"suite {p.suite.name}: {len(busy)} runs are being trained by another live "
               "process; left to it (run the suite again once it ends to see them done)",
@@ -469,12 +470,19 @@ def _train_all(p: Prepared, todo: list[Entry], tracker, experiment: str, counts:
 
 
 def _one(chunk: list[Entry], tracker, experiment: str, suite: str, progress: bool) -> list[str]:
-    """The statuses of one population's runs (a chunk of plan entries)."""
-    results = run_tracked_population(
-        [e.config for e in chunk], tracker, experiment, suite=suite,
-        labels=[e.label for e in chunk], tags=[e.tags() for e in chunk], progress=progress,
-    )  # fmt: skip
-    return [r.status for r in results]
+    """The statuses of one population's runs (a chunk of plan entries). Runs that another
+    invocation finished or is training since this one planned are left to it (`skipped`)."""
+    taken = tracker.done_keys(experiment) | tracker.busy_keys(experiment)
+    todo = [e for e in chunk if (config_hash(e.config), e.config.seed) not in taken]
+    statuses = {id(e): "skipped" for e in chunk}
+    if todo:
+        results = run_tracked_population(
+            [e.config for e in todo], tracker, experiment, suite=suite,
+            labels=[e.label for e in todo], tags=[e.tags() for e in todo], progress=progress,
+            leave_busy=True,
+        )  # fmt: skip
+        statuses |= {id(e): r.status for e, r in zip(todo, results, strict=True)}
+    return [statuses[id(e)] for e in chunk]
 
 
 def _parallel(chunks, uri: str, experiment: str, suite: str, jobs: int):

@@ -123,3 +123,42 @@ def _env():
     from pathlib import Path
 
     return os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+OVERLAP = """name = "overlap"
+seeds = [0, 1, 2, 3]
+methods = ["none", "norm_clip"]
+[train]
+steps = 150
+batch_size = 32
+eval_every = 150
+eval_samples = 200
+[model]
+hidden = 16
+"""
+
+
+def test_two_overlapping_suites_both_finish_and_record_every_run_once(tmp_path):
+    """Started at once on one experiment: neither deletes the other's live runs, both exit 0,
+    and every (config, seed) is FINISHED exactly once (a run the other is training is left to
+    it; a rerun afterwards finds everything done)."""
+    import os
+    from pathlib import Path
+
+    from bench.tracking import MlflowTracker
+
+    (tmp_path / "overlap.toml").write_text(OVERLAP)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowTracker(uri)  # the store exists before both start
+    cmd = [sys.executable, "-m", "bench", "suite", "--suite", "overlap.toml", "--tracking-uri",
+           uri, "--no-progress", "--no-report", "--jobs", "1", "--population", "1",
+           "--device", "cpu"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    runs = MlflowTracker(uri).runs("overlap")
+    keys = [(r.tags["config_hash"], r.tags["seed"]) for r in runs]
+    assert len(keys) == len(set(keys)) == 8, sorted(keys)
+    assert all(r.status == "FINISHED" for r in runs)
