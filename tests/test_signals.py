@@ -230,7 +230,8 @@ def _runs(db: Path) -> list[str]:
         return []
 
 
-def test_a_signalled_suite_stops_its_jobs_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_a_signalled_suite_stops_its_jobs_and_resumes_exactly(how, tmp_path):
     (tmp_path / "s.toml").write_text(SUITE)
     cmd = [sys.executable, "-m", "bench", "suite", "--suite", "s.toml", "--jobs", "2",
            "--population", "1", "--no-report", "--no-progress"]  # fmt: skip
@@ -241,7 +242,7 @@ def test_a_signalled_suite_stops_its_jobs_and_resumes_exactly(tmp_path):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1]
         time.sleep(0.2)
     tree = _descendants(proc.pid)
-    _out, err = _gone_within_limit(proc, tree, _signal(proc, "SIGTERM"))
+    _out, err = _gone_within_limit(proc, tree, _signal(proc, how))
     assert proc.returncode == 130
     _stderr_is_one_line(err)  # no "leaked semaphore" warning
     assert "RUNNING" not in _runs(db) and "KILLED" in _runs(db)
