@@ -238,14 +238,25 @@ class MlflowTracker:
                     return None
                 # Our runs are model development, not GenAI traces: the UI then opens on the
                 # runs table instead of an empty "Overview" of traces and tokens.
-                exp_id = self.client.create_experiment(
-                    name, artifact_location=self._artifacts(name),
-                    tags={"mlflow.experimentKind": "custom_model_development"},
-                )  # fmt: skip
+                exp_id = self._create_experiment(name)
             else:
                 exp_id = exp.experiment_id
             self._experiments[name] = exp_id
         return self._experiments[name]
+
+    def _create_experiment(self, name: str) -> str:
+        """Create experiment `name`; another process that created it first (two invocations
+        started at once) is no error: its experiment is the one."""
+        try:
+            return self.client.create_experiment(
+                name, artifact_location=self._artifacts(name),
+                tags={"mlflow.experimentKind": "custom_model_development"},
+            )  # fmt: skip
+        except Exception as e:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None or not ("already exists" in str(e) or "UNIQUE" in str(e)):
+                raise
+            return exp.experiment_id
 
     def _artifacts(self, experiment: str) -> str | None:
         """Artifacts of a local SQLite store live beside it; a server decides its own."""

@@ -125,10 +125,10 @@ def choose_extractor(classifier_name: str, choice: str, weights: str | None):
     """(torch-fidelity extractor name, metric suffix, weights path or None)."""
     if choice not in ("auto", "inception", "cnn"):
         raise ConfigError(f"extractor {choice!r} is unknown; choose one of: auto, inception, cnn")
-    # `auto` takes Inception only where it is affordable: on CPU it costs about 0.2 s an image
-    # (one core), so a 10,000-sample evaluation at every checkpoint would take hours; there
-    # `--extractor inception` asks for it explicitly.
-    affordable = choice == "inception" or torch.cuda.is_available()
+    # `auto` takes Inception only where it is affordable or asked for: on CPU it costs about
+    # 0.2 s an image (one core), so a 10,000-sample evaluation at every checkpoint would take
+    # hours; there `--extractor inception` or `--inception-weights FILE` asks for it.
+    affordable = choice == "inception" or weights is not None or torch.cuda.is_available()
     found = inception_weights(weights) if choice != "cnn" and affordable else None
     if choice == "inception" and found is None:
         raise ConfigError(
