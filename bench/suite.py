@@ -405,7 +405,7 @@ def run_sweeps(prepared: Prepared, tracker, experiment: str, storage: str | None
     """Sweep each (dataset, method) with the suite's equal budget; the chosen parameters."""
     tuned = {}
     for c in tqdm(prepared.sweeps, desc=f"sweeps {prepared.suite.name}", unit="study",
-                  disable=not progress, file=sys.stderr):  # fmt: skip
+                  disable=not progress or not prepared.sweeps, file=sys.stderr):  # fmt: skip
         workers = prepared.jobs if c.device == "cpu" else 1
         summary = run_sweep(c, storage or default_storage(), tracker=tracker,
                             experiment=experiment, workers=workers)  # fmt: skip
