@@ -28,6 +28,15 @@ def _deterministic():
     yield
 
 
+@pytest.fixture
+def float64():
+    """Tests that compare trajectories exactly run in float64."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="session")
 def mlflow_tracker(tmp_path_factory):
     """One SQLite MLflow store for the session (creating one costs seconds); tests use their

@@ -26,14 +26,6 @@ from tests.test_population import _check_equal, _configs, _train
 SEEDS = (0, 1, 2, 3, 4)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _dirac(method: str, params: dict | None = None, seeds=SEEDS, **train) -> list:
     """One population, one run per seed, of `method` on the Dirac-GAN's defaults."""
     cfgs = [resolve("dirac", [(method, params or {})], train, None, s, "cpu") for s in seeds]

@@ -27,14 +27,6 @@ SEEDS = (3, 0, 7, 1)
 STEPS_64 = 200
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _configs(name: str, steps: int, model: dict | None = None) -> list:
     """One config per member: its own seed and, where the method has a searched float, its own
     value of it (spread over the search range), so the [K] hyperparameters are exercised."""
