@@ -20,7 +20,7 @@ from bench.plots.samples import save_method_samples
 from bench.plots.training import curves, grad_norm_boxes
 from bench.report.context import CONTEXT
 from bench.report.frame import download_samples, metric_history, runs_frame
-from bench.report.stability import REPLICATION, stability_section
+from bench.report.stability import REPLICATION, seed_set, stability_section
 from bench.report.tables import (
     format_method_table,
     format_significance,
@@ -44,7 +44,7 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     sections, banners = [], []
     for dataset in sorted(df.dataset.unique()):
         d = df[df.dataset == dataset]
-        main = d[d.reference_cell & (_seed_set(d) != REPLICATION)]
+        main = d[d.reference_cell & (seed_set(d) != REPLICATION)]
         text, banner = _dataset_section(tracker, main, dataset, fig_dir, experiment)
         study = stability_section(d, dataset, fig_dir, dataset_metrics(d))
         sections.append(text + (f"\n\n{study}" if study else ""))
@@ -53,10 +53,6 @@ def build_report(tracker, experiment: str, out: Path) -> Path:
     parts.append(CONTEXT)
     out.write_text("\n\n".join(parts) + "\n")
     return out
-
-
-def _seed_set(df: pd.DataFrame) -> pd.Series:
-    return df["seed_set"].fillna("main") if "seed_set" in df else pd.Series("main", df.index)
 
 
 def _header(df: pd.DataFrame, experiment: str, uri: str) -> str:

@@ -50,9 +50,8 @@ def outcomes(df: pd.DataFrame, declared: list[Metric]) -> pd.DataFrame:
         ok &= df[f"eval/{success}"].fillna(0) == 1
     clips = [c for c in df.columns if c.startswith("summary/clip_rate/")]
     clip = df[clips].mean(axis=1) if clips else pd.Series(math.nan, index=df.index)
-    sets = df["seed_set"] if "seed_set" in df else pd.Series("main", index=df.index)
     return pd.DataFrame({
-        "label": df.label, "cell": df.cell, "seed": df.seed, "seed_set": sets.fillna("main"),
+        "label": df.label, "cell": df.cell, "seed": df.seed, "seed_set": seed_set(df),
         "ok": ok.astype(bool), "value": value, "diverged": df.status == "diverged", "clip": clip,
     }).reset_index(drop=True)  # fmt: skip
 
@@ -172,7 +171,7 @@ def stability_section(df: pd.DataFrame, dataset: str, fig_dir: Path, declared) -
     cells = cell_order(df)
     if len(cells) < 2:
         return ""
-    main = df[_set(df) != REPLICATION]
+    main = df[seed_set(df) != REPLICATION]
     out = outcomes(main, declared)
     table, labels = cell_stats(out), label_order(main.label)
     primary = next(m for m in declared if m.primary)
@@ -197,7 +196,8 @@ def stability_section(df: pd.DataFrame, dataset: str, fig_dir: Path, declared) -
     ])  # fmt: skip
 
 
-def _set(df: pd.DataFrame) -> pd.Series:
+def seed_set(df: pd.DataFrame) -> pd.Series:
+    """Each run's seed set: `main`, or `replication` for a suite's second seed set."""
     return df["seed_set"].fillna("main") if "seed_set" in df else pd.Series("main", df.index)
 
 
@@ -264,8 +264,8 @@ def _range_text(v) -> str:
 
 def verdict(df: pd.DataFrame, declared, missed: set[str]) -> str:
     """One line per claim, from the numbers; with a second seed set, whether it replicated."""
-    main = claims(df[_set(df) != REPLICATION], declared)
-    second = df[_set(df) == REPLICATION]
+    main = claims(df[seed_set(df) != REPLICATION], declared)
+    second = df[seed_set(df) == REPLICATION]
     again = claims(second, declared) if not second.empty else None
     lines = []
     for (label, where), sign in sorted(main.items()):
