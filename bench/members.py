@@ -24,10 +24,18 @@ class Member:
     on_log: Callable[[int, dict[str, float]], None] | None = None
 
 
+# A population's own callback, at every statistics flush: (step, rows) with rows[i] member i's
+# logged values at this step while it trains, None once it has ended diverged (members that
+# ended otherwise are absent); it returns the members to stop here, each with its reason (a
+# sweep judges a trial on the mean over all its members and prunes them together).
+OnFlush = Callable[[int, dict[int, dict[str, float] | None]], dict[int, BaseException]]
+
+
 @dataclass(frozen=True)
 class Population:
     members: tuple[Member, ...]
     z_dim: int
+    on_flush: OnFlush | None = None
 
     @classmethod
     def one(cls, generator: nn.Module, discriminator: nn.Module, train: TrainConfig, *,

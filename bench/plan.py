@@ -141,9 +141,23 @@ class Plan:
     left_out: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def reference(self, dataset: str, method: str) -> Entry | None:
-        """The first entry of a method at the reference cell of a data set."""
+        """The first entry of a method at its defaults (the row labelled by its bare name) at
+        the reference cell of a data set."""
         return next((e for e in self.entries if e.cell.reference and e.config.dataset ==
-                     dataset and e.config.methods[0].name == method), None)  # fmt: skip
+                     dataset and e.label == method), None)  # fmt: skip
+
+    def stress_configs(self, dataset: str, method: str) -> tuple:
+        """The method's configs at its defaults in every other cell that differs from the
+        reference in member fields only (one per cell): a tuning objective's other cells."""
+        ref = self.reference(dataset, method)
+        if ref is None:
+            return ()
+        key, out = population_key(ref.config), {}
+        for e in self.entries:
+            if (e.config.dataset == dataset and e.label == method and not e.cell.reference
+                    and population_key(e.config) == key):  # fmt: skip
+                out.setdefault(e.cell.label, e.config)
+        return tuple(out.values())
 
     def with_tuned(self, tuned: dict[tuple[str, str], dict[str, Any]]) -> Plan:
         """The plan with a second row for each tuned method: the parameters its sweep chose,
@@ -153,7 +167,7 @@ class Plan:
         out = []
         for e in self.entries:
             out.append(e)
-            params = tuned.get((e.config.dataset, e.config.methods[0].name))
+            params = tuned.get((e.config.dataset, e.label))  # rows given values stay as given
             cfg = with_params(e.config, params) if params else e.config
             if cfg.methods != e.config.methods:
                 out.append(dataclasses.replace(e, config=cfg, label=f"{e.label} {TUNED}"))
@@ -248,12 +262,12 @@ def resolve_method_spec(name: str, params: dict[str, Any]):
 def build_plan(suite, device: str = "cpu") -> Plan:
     """Every (data set, cell, method) resolved once; each seed a copy of that resolution.
     Methods vary fastest, then seeds, then cells, so a partial suite covers every method."""
-    labels = method_labels(suite.methods)
     entries, left_out = [], {}
     for dataset in suite.datasets:
+        methods = suite.methods_for(dataset)
         for cell in suite.cells(dataset):
             resolved = {}
-            for method, label in zip(suite.methods, labels, strict=True):
+            for method, label in zip(methods, method_labels(methods), strict=True):
                 got = resolve_cell(suite, dataset, cell, method, device)
                 if isinstance(got, str):
                     left_out[(dataset, cell.label, method[0])] = got
@@ -267,9 +281,7 @@ def build_plan(suite, device: str = "cpu") -> Plan:
 
 
 def method_labels(methods) -> list[str]:
-    """The method name, with its parameters when the same method appears more than once."""
-    names = [n for n, _ in methods]
-    return [
-        n if names.count(n) == 1 else n + "(" + ",".join(f"{k}={v}" for k, v in p.items()) + ")"
-        for n, p in methods
-    ]
+    """The method name, with the parameters it is given (a value other than its published
+    default is another row, never to be read as the default)."""
+    return [n + ("(" + ",".join(f"{k}={v}" for k, v in p.items()) + ")" if p else "")
+            for n, p in methods]  # fmt: skip

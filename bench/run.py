@@ -189,13 +189,13 @@ def _per_run_field(spec, name: str) -> bool:
 
 
 def execute_population(
-    cfgs: list[RunConfig], on_logs=None, progress: bool = False, on_data=None
+    cfgs: list[RunConfig], on_logs=None, progress: bool = False, on_data=None, on_flush=None
 ) -> list[RunResult]:
     """Train the runs `cfgs` as one population of K (bench/population.py): each member is
     built from its own seed and trains on its own data and noise streams, so member i's result
     is the one `execute(cfgs[i])` gives (up to floating-point rounding). One result per config;
     a member whose `on_logs[i]` raised ends there with status `stopped` and the exception on its
-    result (the others go on)."""
+    result (the others go on); `on_flush` is the population's own callback (bench/members.py)."""
     from bench.workers import set_run_threads
 
     first = cfgs[0]
@@ -215,11 +215,12 @@ def execute_population(
     dataset = load_data(first)
     if on_data is not None:
         on_data(dataset)
-    trainer = build_trainer(cfgs, dataset, on_logs, first.metrics)
+    trainer = build_trainer(cfgs, dataset, on_logs, first.metrics, on_flush)
     return trainer.fit_all(progress=progress)
 
 
-def build_trainer(cfgs: list[RunConfig], dataset, on_logs=None, metrics=None) -> Trainer:
+def build_trainer(cfgs: list[RunConfig], dataset, on_logs=None, metrics=None,
+                  on_flush=None) -> Trainer:  # fmt: skip
     """The trainer of the population `cfgs` on `dataset`: members built from their own seeds,
     with their own method configs and training values."""
     members = []
@@ -229,7 +230,7 @@ def build_trainer(cfgs: list[RunConfig], dataset, on_logs=None, metrics=None) ->
         configs = tuple(m.config for m in c.methods)
         members.append(Member(c.seed, g, d, c.train, configs, on_log))
     first = cfgs[0]
-    population = Population(tuple(members), first.model.z_dim)
+    population = Population(tuple(members), first.model.z_dim, on_flush)
     return Trainer(population, dataset, instantiate(first), first.train, first.device, metrics)
 
 

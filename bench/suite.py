@@ -24,6 +24,7 @@ missing, failed or killed ones; interrupted work never loses a finished run nor 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import tomllib
@@ -52,8 +53,8 @@ def all_methods() -> tuple[tuple[str, dict], ...]:
 ALL_METHODS = all_methods()
 SUITE_KEYS = ("name", "datasets", "methods", "seeds", "train", "model", "sweep", "per_dataset",
               "axes", "cells", "on_recipe_conflict", "replication_seeds")  # fmt: skip
-SWEEP_KEYS = ("trials", "tuning_seeds", "train", "pruner")
-PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root", "axes")
+SWEEP_KEYS = ("trials", "tuning_seeds", "train", "pruner", "sampler_seeds")
+PER_DATASET_KEYS = ("train", "model", "sweep_train", "data_root", "axes", "methods")
 MOVED = {"lr_mults": "lr_mults became an axis: write [axes] lr_mult = [1, 10, ...]"}
 
 
@@ -93,10 +94,18 @@ class Suite:
         extra = self.per_dataset.get(dataset, {})
         return self.train | extra.get("train", {}), self.model | extra.get("model", {})
 
+    def methods_for(self, dataset: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The methods run on `dataset`: its own list where it has one (a control's known
+        answer needs its own method, e.g. R1 on the Dirac-GAN), else the suite's."""
+        return self.per_dataset.get(dataset, {}).get("methods", self.methods)
+
     def cells(self, dataset: str) -> tuple[Cell, ...]:
-        """The cells on `dataset`: its own axes where it has them, else the suite's."""
-        axes = self.per_dataset.get(dataset, {}).get("axes", self.axes)
-        return make_cells(axes, self.cells_list, f"suite {self.name!r}")
+        """The cells on `dataset`: its own axes where it has them (their cross product), else
+        the suite's (axes, or the listed cells)."""
+        own = self.per_dataset.get(dataset, {}).get("axes")
+        if own is not None:
+            return make_cells(own, None, f"suite {self.name!r}, {dataset}")
+        return make_cells(self.axes, self.cells_list, f"suite {self.name!r}")
 
     def plan(self, device: str = "cpu") -> Plan:
         """The suite resolved once into its plan (checked first)."""
@@ -111,14 +120,14 @@ class Suite:
                 raise ConfigError(f"{where}: {key} is empty; give at least one")
         _no_duplicates(where, "seed", self.seeds + self.replication_seeds)
         _no_duplicates(where, "dataset", self.datasets)
-        _no_duplicates(
-            where,
-            "method",
-            [
+        for dataset in self.datasets:
+            methods = self.methods_for(dataset)
+            if not methods:
+                raise ConfigError(f"{where}: {dataset}'s methods are empty; give at least one")
+            _no_duplicates(where, "method", [
                 n + "".join(f" {k}={to_text(v)}" for k, v in sorted(p.items()))
-                for n, p in self.methods
-            ],
-        )
+                for n, p in methods
+            ])  # fmt: skip
         if self.on_recipe_conflict not in ("", *RECIPE_POLICIES):
             raise ConfigError(f"{where}: on_recipe_conflict={self.on_recipe_conflict!r} is not "
                               f"allowed; allowed: {', '.join(RECIPE_POLICIES)}")  # fmt: skip
@@ -137,20 +146,22 @@ class Suite:
                 f"{where}: seeds {sorted(overlap)} are both tuning and reporting "
                 "seeds; tuning seeds must not be reporting seeds"
             )
-        if any(params for _, params in self.methods):
-            raise ConfigError(f"{where}: a sweeping suite takes methods without params")
 
     def sweep_configs(self, plan: Plan, population: int | str = 1) -> list[SweepConfig]:
-        """One SweepConfig per (dataset, method) that has something to search, tuned at the
-        reference cell (the plan's resolved config, unless tuning runs have settings of
-        their own), each validated."""
+        """One SweepConfig per (dataset, method) that has something to search, each
+        validated. Its objective is the mean over the reference cell and every stress cell that
+        differs from it in member fields only (the plan's resolved configs), so the threshold
+        is chosen once for the study, set and left alone across the cells as its users would;
+        tuning runs with settings of their own tune at the reference alone."""
         if not self.sweep:
             return []
         s, out = self.sweep, []
         for dataset in self.datasets:
             extra = dict(s.get("train", {})) | self.per_dataset.get(dataset, {}).get(
                 "sweep_train", {})  # fmt: skip
-            for name, _ in self.methods:
+            for name, params in self.methods_for(dataset):
+                if params:  # a method given its values is a row as given, never tuned
+                    continue
                 entry = plan.reference(dataset, name)
                 if entry is None or not search_space(entry.config.methods[0].cls):
                     continue
@@ -162,9 +173,13 @@ class Suite:
                     suite=self.name, pruner=s.get("pruner", "median"),
                     device=entry.config.device, data_root=self.data_root(dataset),
                     population=population, base=None if extra else entry.config,
+                    cells=() if extra else plan.stress_configs(dataset, name),
                 )  # fmt: skip
                 cfg.validate()
-                out.append(cfg)
+                # The first sampler seed's choice is the tuned row; a second sweep with
+                # another seed shows in the report how sure that choice is.
+                out += [dataclasses.replace(cfg, sampler_seed=k)
+                        for k in s.get("sampler_seeds", (0,))]  # fmt: skip
         return out
 
 
@@ -181,8 +196,11 @@ def _no_duplicates(where: str, what: str, values) -> None:
 # them, so a stabilizer has something to fix.
 RING8 = {"steps": 5000, "eval_every": 1000, "log_every": 100}
 GRID25 = {"steps": 10000, "eval_every": 2000, "log_every": 100, "lr_g": 1e-3, "lr_d": 1e-3}
-# Sweeps tune at the reporting length, 8 trials on 2 tuning seeds for every method.
-SWEEP = {"trials": 8, "tuning_seeds": (100, 101), "pruner": "median"}
+# Sweeps tune at the reporting length, 8 trials for every method, each trial the mean over
+# 8 tuning seeds in every cell of the study that differs from the reference in member fields
+# (bench/objective.py); a second sweep with another sampler seed shows how sure the choice is.
+SWEEP = {"trials": 8, "tuning_seeds": tuple(range(100, 108)), "pruner": "median",
+         "sampler_seeds": (0, 1)}  # fmt: skip
 # Every method at its published default (bench/methods: value clipping at the article's 0.01,
 # norm clipping at 1.0, ZClip z 2.5 / alpha 0.97, AGC 0.01, R1 gamma 10), frozen across cells.
 QUICK_METHODS = ((BASELINE, {}), ("value_clip", {}), ("norm_clip", {}), ("zclip", {}))
@@ -191,6 +209,12 @@ STANDARD_METHODS = (*QUICK_METHODS, ("agc", {}), ("r1", {}))
 # the baseline succeeds on 10/10 seeds at x1, 8/10 at x10, 5/10 at x20 and x30, 0/10 at x50
 # and x100; 3/10 with Adam's beta1 = 0.9.
 QUICK_AXES = {"lr_mult": (1.0, 20.0, 50.0)}
+# The known-answer control, first in every study's report: the Dirac-GAN (bench/datasets/dirac.py),
+# where unregularised training provably never converges and R1 does for small enough steps. R1
+# at gamma 1 (its published 10 is for images: it overshoots at step 0.1 here); the step size
+# from 0.1 (x1) to 1.0 (x10, R1 still converges) and 3.0 (x30, where everything diverges).
+DIRAC = {"methods": (*QUICK_METHODS, ("r1", {"gamma": "1.0"})),
+         "axes": {"lr_mult": (1.0, 10.0, 30.0)}}  # fmt: skip
 STANDARD_CELLS = ({"lr_mult": 1.0}, {"lr_mult": 10.0}, {"lr_mult": 20.0}, {"lr_mult": 50.0},
                   {"beta1": 0.9})  # fmt: skip
 
@@ -200,15 +224,15 @@ PRESETS = {
     # adaptive clipper at their published defaults, the learning-rate ladder from where the
     # baseline trains (x1) through its edge (x20) to where it fails (x50), 10 seeds each.
     "quick": Suite(
-        "quick", ("ring8",), QUICK_METHODS, tuple(range(10)),
-        per_dataset={"ring8": {"train": RING8}}, axes=QUICK_AXES,
+        "quick", ("dirac", "ring8"), QUICK_METHODS, tuple(range(10)),
+        per_dataset={"dirac": DIRAC, "ring8": {"train": RING8}}, axes=QUICK_AXES,
     ),
     # The study with more methods and cells, each searchable method tuned once at the reference
     # (a second row beside its default), and every run again on a disjoint seed set (10-19) so
     # that the report marks which claims replicate; about 2 hours on 2 cores (resumable).
     "standard": Suite(
-        "standard", ("ring8",), STANDARD_METHODS, tuple(range(10)), sweep=SWEEP,
-        per_dataset={"ring8": {"train": RING8}}, cells_list=STANDARD_CELLS,
+        "standard", ("dirac", "ring8"), STANDARD_METHODS, tuple(range(10)), sweep=SWEEP,
+        per_dataset={"dirac": DIRAC, "ring8": {"train": RING8}}, cells_list=STANDARD_CELLS,
         replication_seeds=tuple(range(10, 20)),
     ),
     # For a GPU: 20 trials on 2 tuning seeds, 10 reporting seeds, the stability map, images too.
@@ -307,6 +331,12 @@ def _sweep(where: str, raw: Any) -> dict | None:
             raise ConfigError(f"{where}: [sweep] tuning_seeds is empty; give at least one")
     if "pruner" in sweep:
         _scalar(f"{where}: [sweep] pruner", sweep["pruner"], str)
+    if "sampler_seeds" in sweep:
+        seeds = _list(f"{where}: [sweep] sampler_seeds", sweep["sampler_seeds"], int)
+        if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0:
+            raise ConfigError(f"{where}: [sweep] sampler_seeds={list(seeds)} is not allowed; "
+                              "allowed: distinct integers >= 0, at least one")  # fmt: skip
+        sweep["sampler_seeds"] = seeds
     sweep["train"] = _train(f"{where}: [sweep.train]", sweep.get("train", {}))
     return sweep
 
@@ -325,6 +355,8 @@ def _per_dataset(where: str, raw: Any, datasets: tuple[str, ...]) -> dict:
             extra["axes"] = dict(_keys(f"{at} axes", extra["axes"], _axis_fields()))
         if "data_root" in extra:
             _scalar(f"{at} data_root", extra["data_root"], str)
+        if "methods" in extra:
+            extra["methods"] = _methods(f"{at} methods", extra["methods"])
         out[name] = extra
     return out
 
@@ -337,14 +369,11 @@ def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite
     """A Suite from a parsed TOML table; every key and type checked at every level."""
     _keys(f"suite file {where!r}", raw, SUITE_KEYS)
     datasets = _list(f"{where}: datasets", raw.get("datasets", ["ring8"]), str)
-    methods = raw.get("methods", [[BASELINE, {}]])
-    if not isinstance(methods, list):
-        raise ConfigError(f"{where}: methods must be a list, not {methods!r}")
     cells = raw.get("cells")
     suite = Suite(
         name=_scalar(f"{where}: name", raw.get("name", default_name), str),
         datasets=datasets,
-        methods=tuple(_method_entry(m, where) for m in methods),
+        methods=_methods(f"{where}: methods", raw.get("methods", [[BASELINE, {}]])),
         seeds=_list(f"{where}: seeds", raw.get("seeds", [0]), int),
         train=_train(f"{where}: [train]", raw.get("train", {})),
         model=_model(f"{where}: [model]", raw.get("model", {})),
@@ -361,6 +390,12 @@ def suite_from_dict(raw: dict, default_name: str, where: str = "suite") -> Suite
     for dataset in suite.datasets:
         suite.cells(dataset)  # axis fields, values and cells, before anything resolves
     return suite
+
+
+def _methods(where: str, methods: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+    if not isinstance(methods, list):
+        raise ConfigError(f"{where} must be a list, not {methods!r}")
+    return tuple(_method_entry(m, where) for m in methods)
 
 
 def _method_entry(item: Any, where: str) -> tuple[str, dict[str, Any]]:
@@ -409,7 +444,7 @@ def run_sweeps(prepared: Prepared, tracker, experiment: str, storage: str | None
         workers = prepared.jobs if c.device == "cpu" else 1
         summary = run_sweep(c, storage or default_storage(), tracker=tracker,
                             experiment=experiment, workers=workers)  # fmt: skip
-        tuned[(c.dataset, c.method)] = summary["best_params"]
+        tuned.setdefault((c.dataset, c.method), summary["best_params"])  # the first sampler's
     return tuned
 
 

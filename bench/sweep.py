@@ -2,10 +2,10 @@
 
 One study per (suite, dataset, method), named `<suite>.<dataset>.<method>`, in an RDB storage
 (SQLite file by default, PostgreSQL for workers on several machines). The seeded TPE sampler
-starts from the method's defaults (enqueued as the first trial). A trial trains on each tuning
-seed and returns the mean of the dataset's primary metric; intermediate evaluations feed the
-pruner. A diverging trial ends FAIL with its reason in the user attribute `fail_reason`; the
-study goes on. Every trial is a nested MLflow run under one parent run per study.
+starts from the method's defaults (enqueued as the first trial). A trial trains every
+(objective cell, tuning seed) as one population and returns the mean of the data set's primary
+metric over them; the mean at each evaluation feeds the pruner (bench/objective.py). Every trial
+is a nested MLflow run under one parent run per study.
 
 Workers heartbeat (Optuna's RDB heartbeat): a trial whose worker was killed goes stale and ends
 FAIL, and a re-run only runs the trials still missing, so `--trials` is the number of trials
@@ -32,18 +32,15 @@ from typing import Any
 from bench.errors import ConfigError, mask_secrets, safe_url
 from bench.methods import method_registry, search_space
 from bench.metrics.base import Metric
+from bench.objective import Diverged, Objective
 from bench.resources import fitting_population
-from bench.run import execute_population, resolve, with_params
+from bench.run import population_key, resolve, with_params
 from bench.sweep_artifacts import log_study_artifacts, study_tags
 from bench.system import owner_alive, sqlite_file
 
 DONE_STATES = ("COMPLETE", "PRUNED")
 PRUNERS = ("median", "halving", "none")
 SAMPLER_ROUNDS = 4  # `auto` populations: the sampler sees results at least this many times
-
-
-class Diverged(Exception):
-    """A trial's training diverged; Optuna records the trial as FAIL and the study continues."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +61,10 @@ class SweepConfig:
     # The trial's RunConfig at the method's defaults, already resolved (a suite's plan hands
     # over its reference cell's); None: `resolved` resolves it, once.
     base: Any = field(default=None, compare=False, repr=False)
+    # The objective's other cells (a suite's stress cells that differ from the reference in
+    # member fields only), each the plan's resolved config at the method's defaults: a trial
+    # trains every (cell, tuning seed) and scores the mean over them.
+    cells: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     @functools.cached_property
     def resolved(self):
@@ -74,8 +75,19 @@ class SweepConfig:
                        self.model, self.tuning_seeds[0], self.device, self.data_root)  # fmt: skip
 
     @property
+    def cell_configs(self) -> tuple[Any, ...]:
+        """The objective's cells: the reference, then the others."""
+        return (self.resolved, *self.cells)
+
+    @property
+    def members_per_trial(self) -> int:
+        return len(self.cell_configs) * len(self.tuning_seeds)
+
+    @property
     def study_name(self) -> str:
-        return f"{self.suite}.{self.dataset}.{self.method}"
+        """`<suite>.<dataset>.<method>`, and `#s<k>` for sampler seed k > 0 (a second sweep)."""
+        seed = f"#s{self.sampler_seed}" if self.sampler_seed else ""
+        return f"{self.suite}.{self.dataset}.{self.method}{seed}"
 
     def validate(self) -> None:
         """Resolve one trial's config (names, ranges, train/model options) before any work."""
@@ -90,17 +102,25 @@ class SweepConfig:
                           if search_space(method_registry.get(n))]  # fmt: skip
             raise ConfigError(f"method {self.method!r} has nothing to search; sweep one of: "
                               f"{', '.join(searchable)}")  # fmt: skip
+        key = population_key(self.resolved)
+        for cfg in self.cells:
+            if population_key(cfg) != key:
+                raise ConfigError(
+                    f"sweep {self.study_name}: an objective cell differs from the reference in "
+                    "more than member fields (learning rates, betas); tune over such cells only"
+                )
         self.population_size(1)
 
     def population_size(self, workers: int) -> int:
-        """Trials per population (see `sweep_population`)."""
-        cfg = self.resolved
+        """Trials per population (see `sweep_population`), each trial `members_per_trial`
+        members, all of them checked against free memory."""
+        cfg, n = self.resolved, self.members_per_trial
         k = sweep_population(self.population, cfg.model.kind, self.device, self.trials, workers)
-        return fitting_population(cfg, k, self.population)
+        return max(1, fitting_population(cfg, k * n, self.population) // n)
 
-    def run_config(self, params: dict[str, float], seed: int):
-        """A trial's config: the study's resolution with the trial's values and seed."""
-        return dataclasses.replace(with_params(self.resolved, params), seed=seed)
+    def run_config(self, params: dict[str, float], seed: int, cell: int = 0):
+        """A trial's member: the cell's resolution with the trial's values and seed."""
+        return dataclasses.replace(with_params(self.cell_configs[cell], params), seed=seed)
 
     def objectives(self) -> list[Metric]:
         """What the study optimises: the data's primary metric, or its Pareto pair."""
@@ -265,98 +285,6 @@ def done_count(study) -> int:
     """Trials that count against the budget and are over: completed, pruned, or diverged."""
     return sum(counts_toward_budget(t) and t.state.name != "RUNNING"
                for t in study.get_trials(deepcopy=False))  # fmt: skip
-
-
-class Objective:
-    """Train on each tuning seed; report evaluations to the pruner; record a nested MLflow run."""
-
-    def __init__(self, cfg: SweepConfig, tracker, experiment: str, parent):
-        self.cfg, self.tracker, self.experiment, self.parent = cfg, tracker, experiment, parent
-        self.objectives = cfg.objectives()
-
-    def suggest(self, trial) -> dict[str, float]:
-        cls = method_registry.get(self.cfg.method)
-        return {
-            name: trial.suggest_float(name, s.low, s.high, log=s.log)
-            for name, s in search_space(cls).items()
-        }
-
-    def __call__(self, trial) -> float | tuple[float, ...]:
-        outcome = self.run_many([(trial, self.suggest(trial))])[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    def run_many(self, asked: list[tuple[Any, dict[str, float]]]) -> list[Any]:
-        """Train K asked (trial, params) at once, one population per tuning seed (a trial that
-        is pruned or diverges leaves the next seeds' populations); each trial's outcome: its
-        value(s), or the TrialPruned / Diverged that ends it. Each trial is its own nested run."""
-        with contextlib.ExitStack() as stack:
-            runs = [stack.enter_context(self._start(t, p)) for t, p in asked]
-            outcomes = self._train(asked, runs)
-            for (trial, _), run, outcome in zip(asked, runs, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    state = "PRUNED" if type(outcome).__name__ == "TrialPruned" else "FAIL"
-                    run.set_tags({"state": state, "reason": str(outcome)})
-                    continue
-                run.log_metrics(trial.number, {f"objective/{i}": v for i, v in enumerate(outcome)})
-                run.set_tags({"state": "COMPLETE"})
-        return [o if isinstance(o, BaseException) or len(o) > 1 else o[0] for o in outcomes]
-
-    def _start(self, trial, params):
-        tags = {"kind": "trial", "study": self.cfg.study_name, "trial": trial.number,
-                "dataset": self.cfg.dataset, "method": self.cfg.method}  # fmt: skip
-        flat = {f"trial.{k}": repr(v) for k, v in params.items()}
-        name = f"{self.cfg.study_name}#{trial.number}"
-        return self.tracker.start_run(self.experiment, name, tags, flat, parent=self.parent)
-
-    def _train(self, asked, runs) -> list[Any]:
-        import optuna
-
-        metrics = self.objectives
-        per_seed: list[list] = [[] for _ in asked]
-        outcomes: list[Any] = [None] * len(asked)
-        for i, seed in enumerate(self.cfg.tuning_seeds):
-            live = [j for j in range(len(asked)) if outcomes[j] is None]
-            if not live:
-                break
-            cfgs = [self.cfg.run_config(asked[j][1], seed) for j in live]
-            offset = i * cfgs[0].train.steps  # pruning steps keep increasing across seeds
-            reporters = [self._reporter(asked[j][0], runs[j], offset, metrics[0]) for j in live]
-            for j, result in zip(live, execute_population(cfgs, reporters), strict=True):
-                if isinstance(result.error, optuna.TrialPruned):
-                    outcomes[j] = result.error
-                elif result.error is not None:
-                    raise result.error  # the tracker's failure, not a result
-                elif result.status == "diverged":
-                    reason = f"diverged at step {result.diverged_step} (seed {seed})"
-                    asked[j][0].set_user_attr("fail_reason", reason)
-                    outcomes[j] = Diverged(reason)
-                else:
-                    per_seed[j].append([m.objective(result.metrics[f"eval/{m.name}"])
-                                        for m in metrics])  # fmt: skip
-        return [
-            o if o is not None else
-            [float(sum(v[k] for v in per_seed[j]) / len(per_seed[j])) for k in range(len(metrics))]
-            for j, o in enumerate(outcomes)
-        ]  # fmt: skip
-
-    def _reporter(self, trial, run, offset: int, metric: Metric):
-        import optuna
-
-        def on_log(step: int, logged: dict[str, float]) -> None:
-            run.log_metrics(offset + step, logged)
-            key = f"eval/{metric.name}"
-            if self.cfg.multi_objective or key not in logged:
-                return
-            value = metric.objective(logged[key])
-            trial.report(value, offset + step)
-            if trial.should_prune():
-                reason = f"{metric.name}={value:.4g} at step {offset + step}: worse than the median"
-                trial.set_user_attr("prune_reason", reason)
-                raise optuna.TrialPruned(reason)
-
-        return on_log
 
 
 def run_trials(cfg: SweepConfig, study, storage, objective, heartbeat: int, k: int = 1) -> None:

@@ -12,7 +12,8 @@ from bench.system import artifact_folder
 
 def study_tags(cfg) -> dict[str, str]:
     return {"kind": "study", "study": cfg.study_name, "dataset": cfg.dataset,
-            "method": cfg.method, "suite": cfg.suite}  # fmt: skip
+            "method": cfg.method, "suite": cfg.suite,
+            "sampler_seed": str(cfg.sampler_seed)}  # fmt: skip
 
 
 def log_study_artifacts(cfg, study, tracker, parent, best: dict[str, float]) -> None:

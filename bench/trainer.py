@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -82,6 +83,18 @@ class _Role:
     hooks: list[tuple[Method, UpdateContext]]  # each targeting method with its kept context
     params: list[torch.Tensor]
     touches_grads: bool = False  # some method overrides after_backward
+
+
+@contextmanager
+def frozen(params: list[torch.Tensor]):
+    """Autograd computes no gradient for `params` inside (inputs' gradients flow through)."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class Trainer:
@@ -212,7 +225,9 @@ class Trainer:
         return real
 
     def _g_step(self, real: torch.Tensor) -> None:
-        with self._autocast():
+        # D's parameters are frozen through G's update: their gradients would be computed and
+        # thrown away (D's next update zeroes them), a quarter of G's backward pass.
+        with self._autocast(), frozen(self.roles["discriminator"].params):
             fake = self._G(self._noise(self.train.batch_size))
             terms = {"adv": self.loss.generator(self._D(fake))}
             ctx = LossContext(real, fake, self._D, self.method_rng, "generator")
@@ -262,6 +277,7 @@ class Trainer:
                 for run, bad in self._log(histories, bar, active):
                     results[run] = self._result(run, "diverged", bad, histories[run], t0)
                     active.remove(run)
+                self._population_hook(histories, results, active)
                 for run in [r for r in active if self._errors[r] is not None]:
                     results[run] = self._result(run, "stopped", None, histories[run], t0)
                     active.remove(run)
@@ -269,6 +285,18 @@ class Trainer:
         for run in active:
             results[run] = self._result(run, "finished", None, histories[run], t0)
         return results
+
+    def _population_hook(self, histories, results, active: list[int]) -> None:
+        """The population's `on_flush` (bench/members.py): the members it names stop here,
+        like one whose `on_log` raised."""
+        hook = self.population.on_flush
+        if hook is None:
+            return
+        rows = {r: None for r, res in enumerate(results) if res and res.status == "diverged"}
+        rows |= {r: histories[r][-1][1] for r in active}
+        for run, error in hook(self.step, rows).items():
+            if run in active and self._errors[run] is None:
+                self._errors[run] = error
 
     def _result(self, run: int, status: str, bad: int | None, history, t0: float) -> RunResult:
         train_time = time.perf_counter() - t0

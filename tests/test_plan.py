@@ -103,6 +103,38 @@ def test_per_dataset_axes_replace_the_suites_on_that_data_set():
     assert [c.label for c in suite.cells("grid25")] == ["depth_d=3", "depth_d=4"]
 
 
+def test_a_data_sets_own_methods_and_cells_with_given_values_labelled_and_not_tuned():
+    """A control's own method list (R1 at gamma 1 on the Dirac-GAN) and its own axes beside the
+    suite's listed cells; a method given values is labelled with them and never tuned, while
+    the suite's bare methods are tuned on both data sets."""
+    own = {"dirac": {"methods": ["none", ["r1", {"gamma": "1.0"}]], "axes": {"lr_mult": [1, 10]}}}
+    suite = suite_from_dict({
+        "datasets": ["dirac", "ring8"], "methods": ["none", "norm_clip"],
+        "cells": [{"lr_mult": 1}, {"beta1": 0.9}], "per_dataset": own,
+        "sweep": {"trials": 2, "tuning_seeds": [100]}, "train": {"steps": 4},
+    }, "t")  # fmt: skip
+    plan = suite.plan()
+    got = Counter((e.config.dataset, e.cell.label, e.label) for e in plan.entries)
+    assert set(got.values()) == {1}  # one seed
+    assert {(d, c, m) for d, c, m in got if d == "dirac"} == {
+        ("dirac", c, m) for c in ("lr_mult=1.0", "lr_mult=10.0") for m in ("none", "r1(gamma=1.0)")
+    }
+    assert {c for d, c, _ in got if d == "ring8"} == {"lr_mult=1.0", "beta1=0.9"}
+    assert plan.reference("dirac", "r1") is None  # r1 exists only with given values
+    swept = {(s.dataset, s.method) for s in suite.sweep_configs(plan)}
+    assert swept == {("ring8", "norm_clip")}
+    chosen = {("dirac", "r1"): {"gamma": 3.0}, ("ring8", "norm_clip"): {"max_norm": 7.0}}
+    added = {e.label for e in plan.with_tuned(chosen).entries} - {e.label for e in plan.entries}
+    assert added == {"norm_clip (tuned)"}
+
+
+@pytest.mark.parametrize("bad", [{"methods": "none"}, {"methods": []}, {"methods": ["nope"]}])
+def test_a_data_sets_bad_method_list_is_one_line(bad):
+    with pytest.raises(ConfigError) as e:
+        suite_from_dict({"datasets": ["ring8"], "per_dataset": {"ring8": bad}}, "t")
+    assert "\n" not in str(e.value) and ("ring8" in str(e.value) or "nope" in str(e.value))
+
+
 @pytest.mark.parametrize("policy", ["axis", "recipe"])
 def test_a_recipe_conflict_is_settled_as_the_suite_says_and_recorded(policy):
     axes = {"loss": ["ns", "hinge"]}
@@ -114,3 +146,29 @@ def test_a_recipe_conflict_is_settled_as_the_suite_says_and_recorded(policy):
     assert all(("recipe_wins" in e.tags()) == (policy == "recipe") for e in clipped)
     with pytest.raises(ConfigError, match="on_recipe_conflict"):
         suite_from_dict({"methods": ["weight_clip"], "axes": {"loss": ["ns"]}}, "t").plan()
+
+
+def test_a_sweep_per_sampler_seed_over_the_member_field_cells():
+    """Each searchable method: one study per sampler seed (the second named `#s1`), whose
+    objective covers the reference and the stress cells that differ in member fields only
+    (the deeper critic's cell cannot join the trial's population)."""
+    suite = suite_from_dict({
+        "methods": ["none", "norm_clip"], "cells": [{"lr_mult": 1}, {"lr_mult": 10},
+                                                    {"beta1": 0.9}, {"depth_d": 2}],
+        "sweep": {"trials": 2, "tuning_seeds": [100, 101], "sampler_seeds": [0, 1]},
+        "train": {"steps": 4},
+    }, "t")  # fmt: skip
+    plan = suite.plan()
+    first, second = suite.sweep_configs(plan)
+    assert (first.study_name, second.study_name) == ("t.ring8.norm_clip", "t.ring8.norm_clip#s1")
+    assert (first.sampler_seed, second.sampler_seed) == (0, 1)
+    cells = [(c.train.lr_mult, c.train.beta1, c.model.depth_d) for c in first.cell_configs]
+    assert cells == [(1.0, 0.5, 3), (10.0, 0.5, 3), (1.0, 0.9, 3)]
+    assert first.members_per_trial == 6
+
+
+@pytest.mark.parametrize("seeds", [[], [0, 0], [-1], ["a"]])
+def test_bad_sampler_seeds_are_one_line(seeds):
+    with pytest.raises(ConfigError, match="sampler_seeds") as e:
+        suite_from_dict({"methods": ["norm_clip"], "sweep": {"sampler_seeds": seeds}}, "t")
+    assert "\n" not in str(e.value)

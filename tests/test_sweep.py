@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -5,11 +7,16 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 
+import bench.objective as objective_mod
 from bench.errors import ConfigError
+from bench.metrics.base import Metric
+from bench.objective import Diverged, Judge
+from bench.run import execute_population
 from bench.sweep import (
     Objective,
     SweepConfig,
@@ -56,17 +63,64 @@ def test_four_trial_sweep_leaves_four_trials_and_four_nested_runs(mlflow_tracker
     assert {"best_params.json", "optimization_history.png", "objective_vs_max_norm.png"} <= files
 
 
-def test_diverging_trials_fail_with_their_reason_and_the_study_goes_on(tmp_path):
+def test_diverged_members_score_the_worst_value_and_the_study_goes_on(tmp_path):
+    """Every member diverges: each trial completes at the primary metric's declared worst value
+    (a result the sampler learns from), with the divergences recorded on the trial."""
     cfg = tiny_sweep(2, train={"lr_g": 1e30, "lr_d": 1e30, "steps": 30})
     out = run_sweep(cfg, f"sqlite:///{tmp_path}/o.db")
     study = open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db"))
-    assert out["fail"] == 2 and done_count(study) == 2
-    assert all("diverged at step" in t.user_attrs["fail_reason"] for t in study.trials)
+    worst = cfg.objectives()[0].worst
+    assert out["complete"] == 2 and done_count(study) == 2 and worst == 1.0
+    assert all(t.value == worst and "1 of 1 members" in t.user_attrs["diverged"]
+               for t in study.trials)  # fmt: skip
+
+
+def test_a_trial_without_a_worst_value_fails_with_its_reason():
+    metric = Metric("m", "min", "", primary=True)  # no worst declared
+    trial = optuna.create_study().ask()
+    judge = Judge([metric], [(trial, {})], [None], [0, 0], multi=False)
+    ok = SimpleNamespace(status="finished", error=None, metrics={"eval/m": 0.5})
+    bad = SimpleNamespace(status="diverged", error=None, diverged_step=7)
+    outcome = judge.outcome(0, [ok, bad])
+    assert isinstance(outcome, Diverged) and "1 of 2 members (at 7)" in str(outcome)
+    assert judge.outcome(0, [ok, ok]) == [0.5]
+
+
+def test_a_trial_is_one_population_of_its_cells_and_seeds(monkeypatch, tmp_path):
+    """Cells x tuning seeds, one population per trial; the objective is the members' mean, and
+    the pruner sees that mean once per evaluation."""
+    base = tiny_sweep(1, tuning_seeds=(1000, 1001))
+    stress = dataclasses.replace(base.resolved, train=dataclasses.replace(
+        base.resolved.train, lr_mult=10.0))  # fmt: skip
+    cfg = dataclasses.replace(base, cells=(stress,), base=base.resolved)
+    assert cfg.members_per_trial == 4
+    seen = []
+
+    def recording(cfgs, on_logs=None, on_flush=None, **kw):
+        seen.append([(c.seed, c.train.lr_mult) for c in cfgs])
+        return execute_population(cfgs, on_logs, on_flush=on_flush, **kw)
+
+    monkeypatch.setattr(objective_mod, "execute_population", recording)
+    run_sweep(cfg, f"sqlite:///{tmp_path}/o.db")
+    assert seen == [[(1000, 1.0), (1001, 1.0), (1000, 10.0), (1001, 10.0)]]
+    (trial,) = open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db")).trials
+    values = json.loads(trial.user_attrs["member_values"])
+    assert len(values) == 4 and trial.value == pytest.approx(sum(values) / 4)
+    assert sorted(trial.intermediate_values) == [5, 10, 15, 20]
+
+
+def test_objective_cells_must_differ_in_member_fields_only():
+    base = tiny_sweep(1)
+    deeper = dataclasses.replace(base.resolved, model=dataclasses.replace(
+        base.resolved.model, depth_d=2))  # fmt: skip
+    with pytest.raises(ConfigError, match="member fields"):
+        dataclasses.replace(base, cells=(deeper,), base=base.resolved).validate()
 
 
 def test_a_population_of_trials_counts_each_trial_and_records_each_run(mlflow_tracker, tmp_path):
-    """Four trials asked two at a time (one population per tuning seed): the same budget, four
-    nested runs with their own states, each trial's own parameter and intermediate values."""
+    """Four trials asked two at a time (one population of both trials' members): the same
+    budget, four nested runs with their own states, each trial's own parameter and one
+    intermediate value per evaluation (its members' mean)."""
     cfg = tiny_sweep(4, tuning_seeds=(1000, 1001), population=2)
     assert cfg.population_size(workers=1) == 2
     out = run_sweep(cfg, f"sqlite:///{tmp_path}/o.db", tracker=mlflow_tracker, experiment="swp")
@@ -74,8 +128,8 @@ def test_a_population_of_trials_counts_each_trial_and_records_each_run(mlflow_tr
     study = open_study(cfg, make_storage(f"sqlite:///{tmp_path}/o.db"))
     assert len({t.params["max_norm"] for t in study.trials}) == 4
     for t in study.trials:
-        if t.state.name == "COMPLETE":  # reports at 5..20 on the first seed, 25..40 on the second
-            assert sorted(t.intermediate_values) == [5, 10, 15, 20, 25, 30, 35, 40]
+        if t.state.name == "COMPLETE":
+            assert sorted(t.intermediate_values) == [5, 10, 15, 20]
     children = [r for r in mlflow_tracker.runs("swp") if r.tags.get("kind") == "trial"]
     assert len(children) == 4 and all("state" in r.tags for r in children)
 
