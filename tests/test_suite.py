@@ -178,9 +178,10 @@ def test_suite_file_errors_name_the_bad_value(tmp_path):
 
 @pytest.mark.data_files
 def test_presets_are_valid_protocols():
-    """10 reporting seeds; tuning (standard, full) at the reporting length with 8+ trials on 2+
-    tuning seeds that are not reporting seeds; `quick` and `standard` are stability studies on
-    ring8 whose reference cell is x1; `full` covers every method on both mixtures over a
+    """10 reporting seeds; tuning (standard, full) at the reporting length with 8+ trials on 8+
+    tuning seeds that are not reporting seeds, over every member-field cell; `quick` and
+    `standard` are stability studies on ring8 whose reference cell is x1, after the Dirac-GAN
+    control with R1 among its methods; `full` covers every method on both mixtures over a
     learning-rate axis. Presets with file data need the files (else: skip)."""
     from bench.methods import method_registry
 
@@ -198,15 +199,18 @@ def test_presets_are_valid_protocols():
         if name == "quick":
             assert suite.sweep is None  # published defaults only
             continue
-        assert suite.sweep["trials"] >= 8 and len(suite.sweep["tuning_seeds"]) >= 2
+        assert suite.sweep["trials"] >= 8 and len(suite.sweep["tuning_seeds"]) >= 8
         assert "train" not in suite.sweep
         assert not set(suite.sweep["tuning_seeds"]) & set(suite.seeds + suite.replication_seeds)
         for c in suite.sweep_configs(plan):  # the sweep trains exactly as the report does
             assert c.resolved.train == plan.reference(c.dataset, c.method).config.train
+            assert len(c.cell_configs) == len(suite.cells(c.dataset))  # lr and beta1 cells
     full = PRESETS["full"]
     assert {m for m, _ in full.methods} == set(method_registry.names())
     assert {"ring8", "grid25"} <= set(full.datasets) and len(full.axes["lr_mult"]) >= 3
-    assert PRESETS["quick"].datasets == PRESETS["standard"].datasets == ("ring8",)
+    assert PRESETS["quick"].datasets == PRESETS["standard"].datasets == ("dirac", "ring8")
+    assert ("r1", {"gamma": "1.0"}) in PRESETS["quick"].methods_for("dirac")
+    assert PRESETS["standard"].sweep["sampler_seeds"] == (0, 1)
     assert len(PRESETS["standard"].replication_seeds) == 10
     if missing:
         pytest.skip(f"checked without their data: {missing[0]}")
