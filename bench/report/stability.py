@@ -151,18 +151,26 @@ def unconverged(df: pd.DataFrame, declared: list[Metric]) -> set[str]:
     return {label for label, v in medians.items() if not gated.passes(float(v))}
 
 
-def claims(df: pd.DataFrame, declared: list[Metric]) -> dict[tuple[str, str], int]:
-    """{(method, where): +1 / -1}: the significant differences from the baseline, per cell
-    (Fisher, Holm) and over the stress cells (the paired interval excludes 0)."""
+def claims(df: pd.DataFrame, declared: list[Metric]) -> dict[tuple[str, str], tuple[int, str]]:
+    """{(method, where): (+1 / -1, the evidence)}: the significant differences from the
+    baseline, per cell (Fisher, Holm) and over the stress cells (the paired interval excludes
+    0)."""
     out = outcomes(df, declared)
+    table = cell_stats(out)
     found = {}
-    for (label, cell), t in fisher_tests(cell_stats(out)).iterrows():
+    for (label, cell), t in fisher_tests(table).iterrows():
         if t.p_holm < ALPHA and t.sign:
-            found[(label, f"cell {cell}")] = int(t.sign)
+            r, b = table.loc[(label, cell)], table.loc[(BASELINE, cell)]
+            found[(label, f"cell {cell}")] = (
+                int(t.sign),
+                f"{r.k:.0f}/{r.n:.0f} against {b.k:.0f}/{b.n:.0f}, Holm p = {t.p_holm:.2g}",
+            )
     reference = cell_order(df)[0]
     for label, r in stress_difference(out, reference).iterrows():
         if r.low > 0 or r.high < 0:
-            found[(label, "stress cells")] = 1 if r.low > 0 else -1
+            found[(label, "stress cells")] = (1 if r.low > 0 else -1, f"success {r.rate:.0%}, "
+                                              f"paired {r['diff']:+.2f} [{r.low:+.2f}, "
+                                              f"{r.high:+.2f}]")  # fmt: skip
     return found
 
 
@@ -263,24 +271,33 @@ def _range_text(v) -> str:
 
 
 def verdict(df: pd.DataFrame, declared, missed: set[str]) -> str:
-    """One line per claim, from the numbers; with a second seed set, whether it replicated."""
+    """Which methods widen the stable range (significantly more successes than the baseline
+    in a cell or over the stress cells), which narrow it, which do neither, with the evidence;
+    with a second seed set, whether each claim replicated. A method that misses the gate at the
+    reference is not ranked, but what it does is still said."""
     main = claims(df[seed_set(df) != REPLICATION], declared)
     second = df[seed_set(df) == REPLICATION]
     again = claims(second, declared) if not second.empty else None
     lines = []
-    for (label, where), sign in sorted(main.items()):
-        if label in missed:
-            continue
-        word = "more" if sign > 0 else "fewer"
-        line = f"- `{label}`: significantly {word} successes than `{BASELINE}` ({where})"
-        if again is not None:
-            line += "; **replicated**" if again.get((label, where)) == sign else "; not replicated"
-        lines.append(line)
+    for sign, word in ((1, "more"), (-1, "fewer")):
+        for (label, where), (s, evidence) in sorted(main.items()):
+            if s != sign:
+                continue
+            line = f"- `{label}`: significantly {word} successes than `{BASELINE}` ({where}: "
+            line += evidence + ")"
+            if again is not None:
+                same = again.get((label, where), (0,))[0] == sign
+                line += "; **replicated**" if same else "; not replicated"
+            lines.append(line + ("; not converged at the reference" if label in missed else ""))
+    claimed = {label for label, _ in main}
+    others = [lbl for lbl in label_order(df.label) if lbl != BASELINE and lbl not in claimed]
+    if others:
+        lines.append(
+            "- No significant difference from `" + BASELINE + "` in any cell or over "
+            "the stress cells: " + ", ".join(f"`{lbl}`" for lbl in others) + "."
+        )
     lines += [
         f"- `{label}`: not converged at the reference cell, so not ranked"
         for label in sorted(missed)
     ]
-    if not [ln for ln in lines if "significantly" in ln]:
-        lines.insert(0, f"- No method differs significantly from `{BASELINE}` in any cell or "
-                        "over the stress cells.")  # fmt: skip
     return "\n".join(lines)
