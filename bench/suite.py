@@ -205,9 +205,9 @@ SWEEP = {"trials": 8, "tuning_seeds": tuple(range(100, 108)), "pruner": "median"
 # norm clipping at 1.0, ZClip z 2.5 / alpha 0.97, AGC 0.01, R1 gamma 10), frozen across cells.
 QUICK_METHODS = ((BASELINE, {}), ("value_clip", {}), ("norm_clip", {}), ("zclip", {}))
 STANDARD_METHODS = (*QUICK_METHODS, ("agc", {}), ("r1", {}))
-# The learning-rate ladder on ring8 from reports/calibration-stress.md (`make calibrate-stress`):
-# the baseline succeeds on 10/10 seeds at x1, 8/10 at x10, 5/10 at x20 and x30, 0/10 at x50
-# and x100; 3/10 with Adam's beta1 = 0.9.
+# The learning-rate ladder on ring8 from reports/calibration-stress.md (`make calibrate-stress`,
+# 2026-12-07): the baseline succeeds on 10/10 seeds at x1, 8/10 at x10, 6/10 at x20, 3/10 at
+# x30, 1/10 at x50, 0/10 at x100; 2/10 with Adam's beta1 = 0.9.
 QUICK_AXES = {"lr_mult": (1.0, 20.0, 50.0)}
 # The known-answer control, first in every study's report: the Dirac-GAN (bench/datasets/dirac.py),
 # where unregularised training provably never converges and R1 does for small enough steps. R1
@@ -227,9 +227,12 @@ PRESETS = {
         "quick", ("dirac", "ring8"), QUICK_METHODS, tuple(range(10)),
         per_dataset={"dirac": DIRAC, "ring8": {"train": RING8}}, axes=QUICK_AXES,
     ),
-    # The study with more methods and cells, each searchable method tuned once at the reference
-    # (a second row beside its default), and every run again on a disjoint seed set (10-19) so
-    # that the report marks which claims replicate; about 2 hours on 2 cores (resumable).
+    # The study with more methods and cells, each searchable method tuned once for the study
+    # (a second row beside its default; a second sampler seed's choice reported beside), and
+    # every run again on a disjoint seed set (10-19) so that the report marks which claims
+    # replicate. About 15 M run-steps (tuning 2 x 8 trials x 40 members per method, most of it):
+    # projected 8-10 hours on 2 cores at this machine's ~500 run-steps/s, so run it in parts
+    # (it resumes) or on a GPU.
     "standard": Suite(
         "standard", ("dirac", "ring8"), STANDARD_METHODS, tuple(range(10)), sweep=SWEEP,
         per_dataset={"dirac": DIRAC, "ring8": {"train": RING8}}, cells_list=STANDARD_CELLS,
