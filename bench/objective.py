@@ -110,7 +110,14 @@ class Judge:
         key = f"eval/{self.metrics[0].name}"
         for j, (trial, _) in enumerate(self.asked):
             mine = [r for r in self.members[j] if r in rows]
-            if not mine or any(rows[r] is not None and key not in rows[r] for r in mine):
+            live = [r for r in mine if rows[r] is not None]
+            if len(live) < len(mine) and math.isnan(self.metrics[0].worst):
+                # a diverged member without a worst value fails the trial: stop the rest now
+                error = Diverged(f"diverged: a member at step {step}, and "
+                                 f"{self.metrics[0].name} declares no worst value")  # fmt: skip
+                stop |= {r: error for r in live}
+                continue
+            if not live or any(key not in rows[r] for r in live):
                 continue  # ended, or no evaluation at this step
             values = [self.score(self.metrics[0], rows[r]) for r in mine]
             mean = sum(values) / len(values)
@@ -131,7 +138,9 @@ class Judge:
 
         mine = [results[r] for r in self.members[j]]
         for res in mine:
-            if isinstance(res.error, optuna.TrialPruned):
+            if isinstance(res.error, optuna.TrialPruned | Diverged):
+                if isinstance(res.error, Diverged):
+                    self.asked[j][0].set_user_attr("fail_reason", str(res.error))
                 return res.error
             if res.error is not None:
                 raise res.error  # the tracker's failure, not a result

@@ -238,7 +238,8 @@ PRESETS = {
         per_dataset={"dirac": DIRAC, "ring8": {"train": RING8}}, cells_list=STANDARD_CELLS,
         replication_seeds=tuple(range(10, 20)),
     ),
-    # For a GPU: 20 trials on 2 tuning seeds, 10 reporting seeds, the stability map, images too.
+    # For a GPU: 20 trials (each on 8 tuning seeds in every lr cell: 32 members, two sampler
+    # seeds), 10 reporting seeds, the stability map, images too.
     # Fashion-MNIST's 20,000 steps are 2.5x the step where the baseline's KID stops falling
     # (8,000; reports/calibration-fashion-mnist.md); the stacked sets are not calibrated yet.
     "full": Suite(

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import json
 import math
 import multiprocessing as mp
 import os
@@ -109,7 +110,24 @@ class SweepConfig:
                     f"sweep {self.study_name}: an objective cell differs from the reference in "
                     "more than member fields (learning rates, betas); tune over such cells only"
                 )
+        if self.resolved.train.amp and self.members_per_trial > 1:
+            raise ConfigError(
+                f"sweep {self.study_name}: amp=true cannot train a trial's "
+                f"{self.members_per_trial} members (tuning seeds x cells) as one population; "
+                "use one tuning seed and no stress cells, or amp=false"
+            )
         self.population_size(1)
+
+    def objective_mark(self) -> str:
+        """What a trial's value means: its members (tuning seeds, each cell's member values)
+        and length. A stored study with another mark holds values of another objective."""
+        from bench.config import TrainConfig
+        from bench.params import member_fields
+
+        fields = sorted(member_fields(TrainConfig))
+        cells = [[getattr(c.train, f) for f in fields] for c in self.cell_configs]
+        return json.dumps({"seeds": list(self.tuning_seeds), "cells": cells,
+                           "steps": self.resolved.train.steps})  # fmt: skip
 
     def population_size(self, workers: int) -> int:
         """Trials per population (see `sweep_population`), each trial `members_per_trial`
@@ -212,6 +230,20 @@ def open_study(cfg: SweepConfig, storage):
         study_name=cfg.study_name, storage=storage, sampler=make_sampler(cfg), pruner=pruner,
         directions=_directions(cfg), load_if_exists=True,
     )  # fmt: skip
+
+
+def check_objective(cfg: SweepConfig, study) -> None:
+    """A stored study resumes only under the objective its trials were scored by (one line,
+    before any trial, otherwise); a new study records its objective."""
+    mark, got = cfg.objective_mark(), study.user_attrs.get("objective")
+    if got is None and not study.get_trials(deepcopy=False):
+        study.set_user_attr("objective", mark)
+    elif got != mark:
+        raise ConfigError(
+            f"study {cfg.study_name!r} holds trials scored by another objective (other tuning "
+            "seeds, cells or length, or an older version of the harness); give another --suite "
+            "name or delete the study from the storage"
+        )
 
 
 def counts_toward_budget(t) -> bool:
@@ -431,6 +463,7 @@ def run_sweep(cfg: SweepConfig, storage_url: str, *, workers: int = 1, tracker=N
     tracker = tracker or NullTracker()
     storage = make_storage(storage_url, heartbeat)
     study = open_study(cfg, storage)
+    check_objective(cfg, study)
     reconcile(cfg, study, storage, heartbeat)
     tracker.reconcile(experiment)  # MLflow runs left RUNNING by dead processes
     tracker.parent_run(experiment, cfg.study_name, study_tags(cfg))  # before workers look for it

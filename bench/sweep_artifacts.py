@@ -11,9 +11,11 @@ from bench.system import artifact_folder
 
 
 def study_tags(cfg) -> dict[str, str]:
-    return {"kind": "study", "study": cfg.study_name, "dataset": cfg.dataset,
-            "method": cfg.method, "suite": cfg.suite,
-            "sampler_seed": str(cfg.sampler_seed)}  # fmt: skip
+    tags = {"kind": "study", "study": cfg.study_name, "dataset": cfg.dataset,
+            "method": cfg.method, "suite": cfg.suite}  # fmt: skip
+    if cfg.sampler_seed:  # only then: a parent run recorded before the tag still matches
+        tags["sampler_seed"] = str(cfg.sampler_seed)
+    return tags
 
 
 def log_study_artifacts(cfg, study, tracker, parent, best: dict[str, float]) -> None:

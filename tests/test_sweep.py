@@ -253,3 +253,32 @@ def test_bad_sweep_input_exits_2_with_one_line(args, expected, tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_stored_study_resumes_only_under_its_own_objective(tmp_path):
+    storage = f"sqlite:///{tmp_path}/o.db"
+    cfg = tiny_sweep(1, tuning_seeds=(1000,))
+    run_sweep(cfg, storage)
+    run_sweep(cfg, storage)  # the same objective: resumes (nothing left to do)
+    other = dataclasses.replace(cfg, tuning_seeds=(1000, 1001))
+    with pytest.raises(ConfigError, match="another objective") as e:
+        run_sweep(other, storage)
+    assert "\n" not in str(e.value)
+
+
+def test_amp_with_a_trial_of_several_members_is_refused_before_any_trial():
+    cfg = tiny_sweep(2, tuning_seeds=(1, 2), train={"amp": True})
+    with pytest.raises(ConfigError, match="amp=true cannot train a trial's 2 members"):
+        cfg.validate()
+
+
+def test_a_member_diverging_without_a_worst_value_stops_its_trial_at_once():
+    metric = Metric("m", "min", "", primary=True)  # no worst declared
+    trial = optuna.create_study().ask()
+    judge = Judge([metric], [(trial, {})], [None], [0, 0], multi=False)
+    stop = judge(10, {0: None, 1: {"eval/m": 0.3}})
+    assert list(stop) == [1] and isinstance(stop[1], Diverged)
+    stopped = SimpleNamespace(status="stopped", error=stop[1])
+    diverged = SimpleNamespace(status="diverged", error=None, diverged_step=7)
+    assert judge.outcome(0, [diverged, stopped]) is stop[1]
+    assert "fail_reason" in trial.user_attrs

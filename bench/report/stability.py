@@ -290,7 +290,8 @@ def verdict(df: pd.DataFrame, declared, missed: set[str]) -> str:
                 line += "; **replicated**" if same else "; not replicated"
             lines.append(line + ("; not converged at the reference" if label in missed else ""))
     claimed = {label for label, _ in main}
-    others = [lbl for lbl in label_order(df.label) if lbl != BASELINE and lbl not in claimed]
+    others = [lbl for lbl in label_order(df.label)
+              if lbl != BASELINE and lbl not in claimed and lbl not in missed]  # fmt: skip
     if others:
         lines.append(
             "- No significant difference from `" + BASELINE + "` in any cell or over "
