@@ -233,10 +233,11 @@ def open_study(cfg: SweepConfig, storage):
 
 
 def check_objective(cfg: SweepConfig, study) -> None:
-    """A stored study resumes only under the objective its trials were scored by (one line,
-    before any trial, otherwise); a new study records its objective."""
+    """A sweep records its study's objective when it first runs it; then it resumes the study
+    only under the objective its trials were scored by (one line, before any trial,
+    otherwise)."""
     mark, got = cfg.objective_mark(), study.user_attrs.get("objective")
-    if got is None and not study.get_trials(deepcopy=False):
+    if got is None:  # new (or stored by code before objectives were recorded: trusted)
         study.set_user_attr("objective", mark)
     elif got != mark:
         raise ConfigError(
