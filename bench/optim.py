@@ -33,16 +33,18 @@ def make_optimizer(params, trains: list[TrainConfig], role: str) -> torch.optim.
     return torch_optimizer(params, kind, *hyper[0])
 
 
-def torch_optimizer(params, kind: str, lr: float, beta1: float, beta2: float):
+def torch_optimizer(params, kind: str, lr: float, beta1: float, beta2: float, fast: bool = True):
     """torch's own optimizer of `kind`, fused (one pass over each tensor instead of one per
-    operation of the update rule) where torch has a fused form, foreach otherwise."""
+    operation of the update rule) where torch has a fused form, foreach otherwise; `fast=False`
+    gives torch's plain for-loop form (the reference the tests hold the fast one to)."""
+    fused = {"fused": True} if fast else {"foreach": False}
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), **fused)
     if kind == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+        return torch.optim.RMSprop(params, lr=lr, foreach=fast)
     if kind == "gd":
-        return torch.optim.SGD(params, lr=lr, fused=True)
-    return torch.optim.SGD(params, lr=lr, momentum=beta1, nesterov=True, fused=True)
+        return torch.optim.SGD(params, lr=lr, **fused)
+    return torch.optim.SGD(params, lr=lr, momentum=beta1, nesterov=True, **fused)
 
 
 def spans(hyper: list) -> list[tuple[int, int]]:

@@ -3,29 +3,21 @@ uses) and the per-span optimizer of members with their own rates, against torch'
 for-loop implementations (`foreach=False`, no fusion), in float64, for every method."""
 
 import dataclasses
+import functools
 
 import pytest
-import torch
 
 import bench.optim as optim
 from bench.methods import method_registry
 from tests.test_population import _configs, _max_diff, _train
 
-
-def _plain(params, kind, lr, beta1, beta2):
-    if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), foreach=False)
-    if kind == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, foreach=False)
-    if kind == "gd":
-        return torch.optim.SGD(params, lr=lr, foreach=False)
-    return torch.optim.SGD(params, lr=lr, momentum=beta1, nesterov=True, foreach=False)
+TORCH_OPTIMIZER = optim.torch_optimizer  # the real one, kept before any test patches it
 
 
 def _models(cfgs, monkeypatch, plain: bool):
     with monkeypatch.context() as m:
         if plain:
-            m.setattr(optim, "torch_optimizer", _plain)
+            m.setattr(optim, "torch_optimizer", functools.partial(TORCH_OPTIMIZER, fast=False))
         t, _ = _train(cfgs)
     return t
 
